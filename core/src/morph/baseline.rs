@@ -1,0 +1,160 @@
+//! The Net2Net baselines (Chen, Goodfellow and Shlens, 2015), for comparison with NetMorph.
+//!
+//! * IdMorph / Net2DeeperNet (eq. 8): insert an identity layer (`F_{l+1} = I`) after a layer's
+//!   activation and repeat the activation. Exact only for idempotent activations
+//!   (`phi o phi = phi`: ReLU, identity); TanH and Sigmoid are refused. Its filter has `O(C)`
+//!   non-zeros (Fig. 3a).
+//! * Net2WiderNet: new units replicate random existing ones; each replicated unit's outgoing
+//!   weights are divided by its replica count. Optional noise on the replicas' outgoing weights
+//!   breaks the symmetry at the price of exactness.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::width::{apply_channels, find_consumer, parent_channel, span_layers};
+use super::{finish, linear_kernel, locate, nonzero_fraction, MorphError, MorphReport, NewLayer};
+use crate::solve::algorithm::std_dev;
+use crate::{ActKind, Conv2d, Kernel, Layer, LayerPath, Network, Rng, Scalar};
+
+/// IdMorph: inserts an identity layer (kernel `k`, odd, for convolutions; dense layers use 1)
+/// after the layer at `path` and its activation, followed by a copy of that activation.
+///
+/// # Errors
+/// [`MorphError::NotIdempotent`] if the activation after the layer is not idempotent
+/// (TanH, Sigmoid, or a P-activation with `a` strictly between 0 and 1);
+/// [`MorphError::KernelNotOdd`]; [`MorphError::NotMorphable`].
+///
+/// # Examples
+/// ```
+/// use netmorph_core::morph::baseline::id_morph;
+/// use netmorph_core::morph::MorphError;
+/// use netmorph_core::{ActKind, Kernel, Layer, LayerPath, Network, PActivation, Shape};
+/// let layers = vec![Layer::Dense(Kernel::<f64>::zeros(3, 2, 1)), Layer::Activation(PActivation::plain(ActKind::Tanh, 3))];
+/// let net = Network::new(Shape::flat(2), layers).unwrap();
+/// assert!(matches!(id_morph(&net, &LayerPath::top(0), 1), Err(MorphError::NotIdempotent { .. })));
+/// ```
+pub fn id_morph<T: Scalar>(
+    net: &Network<T>,
+    path: &LayerPath,
+    k: usize,
+) -> Result<(Network<T>, MorphReport), MorphError> {
+    if k % 2 == 0 {
+        return Err(MorphError::KernelNotOdd {
+            layer: path.clone(),
+            kernel: k,
+        });
+    }
+    let mut layers = net.layers().to_vec();
+    let (seq, i) = locate(&mut layers, path, false)?;
+    let c = linear_kernel(seq, i, path, "idmorph")?.out;
+    let conv = matches!(seq[i], Layer::Conv2d(_));
+    let k = if conv { k } else { 1 };
+    let mut id = Kernel::zeros(c, c, k);
+    for ch in 0..c {
+        let at = id.at(ch, ch, k / 2, k / 2);
+        id.weight[at] = T::one();
+    }
+    let nz = nonzero_fraction(&[&id.weight]);
+    let new = NewLayer {
+        path: path.with_last(i + 2),
+        kind: if conv { "conv2d" } else { "dense" },
+        out: c,
+        inp: c,
+        k,
+    };
+    let id_layer = if conv {
+        Layer::Conv2d(Conv2d {
+            kernel: id,
+            stride: 1,
+            pad: k / 2,
+        })
+    } else {
+        Layer::Dense(id)
+    };
+    let inserted = match seq.get(i + 1) {
+        Some(Layer::Activation(p)) => {
+            let idempotent = p.kind == ActKind::Identity
+                || (p.kind == ActKind::Relu
+                    && p.a.iter().all(|a| *a == T::zero() || *a == T::one()));
+            if !idempotent {
+                return Err(MorphError::NotIdempotent {
+                    layer: path.with_last(i + 1),
+                    activation: p.kind.name(),
+                });
+            }
+            vec![id_layer, Layer::Activation(p.clone())]
+        }
+        _ => vec![id_layer],
+    };
+    let at = if inserted.len() == 2 { i + 2 } else { i + 1 };
+    let new = NewLayer {
+        path: path.with_last(at),
+        ..new
+    };
+    seq.splice(at..at, inserted);
+    finish(
+        net,
+        layers,
+        MorphReport::closed_form("idmorph", path.clone(), vec![new], nz),
+    )
+}
+
+/// Net2WiderNet: widens the layer at `path` to `width` channels by replicating random
+/// existing channels; `noise` (a fraction of the outgoing weights' standard deviation, 0 for
+/// an exact morph) perturbs the replicas' outgoing weights.
+///
+/// # Errors
+/// As [`super::width::widen`]; [`MorphError::InvalidParameter`] for a negative or non-finite
+/// `noise`.
+pub fn net2wider<T: Scalar>(
+    net: &Network<T>,
+    path: &LayerPath,
+    width: usize,
+    noise: f64,
+    rng: &mut Rng,
+) -> Result<(Network<T>, MorphReport), MorphError> {
+    if !(noise >= 0.0 && noise.is_finite()) {
+        return Err(MorphError::InvalidParameter {
+            layer: path.clone(),
+            what: "Net2WiderNet noise must be a finite number >= 0",
+        });
+    }
+    let mut layers = net.layers().to_vec();
+    let (seq, i) = locate(&mut layers, path, false)?;
+    let c = linear_kernel(seq, i, path, "net2wider")?.out;
+    if width < c {
+        return Err(MorphError::Narrower {
+            layer: path.clone(),
+            current: c,
+            requested: width,
+        });
+    }
+    let span = find_consumer(net, seq, path)?;
+    let out_std = seq[span.j].kernel().map_or(0.0, |k| {
+        std_dev(&k.weight.iter().map(|v| v.as_f64()).collect::<Vec<_>>())
+    });
+    let source: Vec<usize> = (0..width)
+        .map(|j| if j < c { j } else { rng.below(c) })
+        .collect();
+    let mut count = vec![0usize; c];
+    source.iter().for_each(|s| count[*s] += 1);
+    let channels: Vec<_> = source
+        .iter()
+        .map(|&s| {
+            let mut ch = parent_channel(seq, &span, s, T::of_f64(1.0 / count[s] as f64));
+            if noise > 0.0 && count[s] > 1 {
+                ch.outgoing
+                    .iter_mut()
+                    .for_each(|v| *v += T::of_f64(noise * out_std * rng.normal()));
+            }
+            ch
+        })
+        .collect();
+    let nz = apply_channels(seq, &span, &channels);
+    let new_layers = span_layers(seq, &span, path);
+    finish(
+        net,
+        layers,
+        MorphReport::closed_form("net2wider", path.clone(), new_layers, nz),
+    )
+}

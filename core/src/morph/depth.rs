@@ -1,0 +1,277 @@
+//! Depth morphing (section 3.1-3.3): replace a dense or convolution layer `G` by
+//! `F_l`, a P-activation with `a = 1` (eq. 10-11), and `F_{l+1}`, with `F_{l+1} (*) F_l = G~`
+//! (eq. 6); and insertion of new layers where the parent computes the identity.
+//!
+//! Borders (morphism notes, section 2): `F_l` takes the parent's whole padding plus
+//! `(K~ - K) / 2` and `F_{l+1}` runs unpadded, so the middle blob carries the true values in its
+//! border ring and every output pixel, borders included, equals the parent's. Biases (section
+//! 3): `F_l`'s bias is zero and `F_{l+1}` takes `G`'s. Strided parents are deepened only with
+//! `K_2 = 1` (stride on `F_l`, a `1 x 1` `F_{l+1}`), the case that stays exact.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::{finish, linear_kernel, locate, nonzero_fraction, MorphError, MorphReport, NewLayer};
+use crate::solve::algorithm::{decompose, Algorithm, Decomposition, SolveOptions};
+use crate::{ActKind, Conv2d, Kernel, Layer, LayerPath, Network, PActivation, Rng, Scalar};
+
+/// Parameters of a depth morph.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DepthParams {
+    /// `C_l`: channels (features) of the new middle blob.
+    pub c_l: usize,
+    /// `K_1`: kernel of the first new layer (odd; 1 for dense layers).
+    pub k1: usize,
+    /// `K_2`: kernel of the second new layer (odd; 1 for dense layers).
+    pub k2: usize,
+    /// Deconvolution algorithm.
+    pub algorithm: Algorithm,
+    /// Base function of the inserted P-activation (starts at `a = 1`, the identity).
+    pub activation: ActKind,
+    /// Solver tolerance and iteration budget.
+    pub solve: SolveOptions,
+}
+
+impl DepthParams {
+    /// `C_l`, `K_1`, `K_2` with the automatic algorithm, a ReLU family P-activation and
+    /// default solver options.
+    pub fn new(c_l: usize, k1: usize, k2: usize) -> Self {
+        Self {
+            c_l,
+            k1,
+            k2,
+            algorithm: Algorithm::Auto,
+            activation: ActKind::Relu,
+            solve: SolveOptions::default(),
+        }
+    }
+}
+
+/// Deepens the dense or convolution layer at `path` (eq. 6, 10-11).
+///
+/// # Errors
+/// [`MorphError`] if `path` is not a dense/conv layer, a kernel is even, the receptive
+/// field `K_1 + K_2 - 1` is too small, the layer is strided with `K_2 > 1`, the layer holds
+/// NaN/inf, or the deconvolution cannot reach zero residual.
+///
+/// # Examples
+/// ```
+/// use netmorph_core::morph::depth::{deepen, DepthParams};
+/// use netmorph_core::{Conv2d, Kernel, Layer, LayerPath, Network, Rng, Shape, Tensor};
+/// let mut rng = Rng::seed(0);
+/// let mut k = Kernel::<f64>::zeros(4, 3, 3);
+/// k.weight = rng.normals(4 * 3 * 9, 0.3);
+/// let net = Network::new(Shape::image(3, 8, 8), vec![Layer::Conv2d(Conv2d { kernel: k, stride: 1, pad: 1 })]).unwrap();
+/// let (child, report) = deepen(&net, &LayerPath::top(0), &DepthParams::new(16, 3, 3), &mut rng).unwrap();
+/// assert_eq!(child.layers().len(), 3);
+/// let x = Tensor::random(2, net.input_shape(), &mut rng);
+/// let (diff, scale) = child.forward(&x).unwrap().max_abs_diff(&net.forward(&x).unwrap());
+/// assert!(diff <= 1e-9 * scale, "{diff}");
+/// assert!(report.nonzero_fraction > 0.99);
+/// ```
+pub fn deepen<T: Scalar>(
+    net: &Network<T>,
+    path: &LayerPath,
+    params: &DepthParams,
+    rng: &mut Rng,
+) -> Result<(Network<T>, MorphReport), MorphError> {
+    let mut layers = net.layers().to_vec();
+    let (seq, i) = locate(&mut layers, path, false)?;
+    let g = linear_kernel(seq, i, path, "depth")?.cast::<f64>();
+    let (stride, pad) = match &seq[i] {
+        Layer::Conv2d(c) => (c.stride, c.pad),
+        _ => (1, 0),
+    };
+    let conv = matches!(seq[i], Layer::Conv2d(_));
+    let d = factorize(&g, path, params, conv, stride, rng)?;
+    let kt = params.k1 + params.k2 - 1;
+    let new = split_layers(
+        d.f1.cast(),
+        d.f2.cast(),
+        &g,
+        conv,
+        stride,
+        pad + (kt - g.k) / 2,
+        0,
+        params.activation,
+    );
+    let report = report_depth("depth", path, &new, &d);
+    seq.splice(i..=i, new);
+    finish(net, layers, report)
+}
+
+/// Parameters of an identity insertion.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InsertParams {
+    /// The depth parameters of the two new layers (`C_l`, `K_1`, `K_2`, algorithm, activation).
+    pub depth: DepthParams,
+    /// Also put a P-activation (`a = 1`) after the second new layer (morphism notes, section 4).
+    pub trailing_activation: bool,
+}
+
+/// Inserts two new layers at `at` (an index in a sequence, possibly one past its end) where
+/// the parent computes the identity: decomposes `G = I` (`1 x 1`, zero-padded to `K~`) as in
+/// the paper's cifar_222 to cifar_2222 growth. Flat blobs get dense layers (`K_1 = K_2 = 1`),
+/// image blobs get convolutions.
+///
+/// # Errors
+/// As [`deepen`]; [`MorphError::NoSuchLayer`] if `at` is not an insertion point.
+pub fn insert_identity<T: Scalar>(
+    net: &Network<T>,
+    at: &LayerPath,
+    params: &InsertParams,
+    rng: &mut Rng,
+) -> Result<(Network<T>, MorphReport), MorphError> {
+    let shape = net
+        .shape_before(at)
+        .ok_or_else(|| MorphError::NoSuchLayer { layer: at.clone() })?;
+    let mut layers = net.layers().to_vec();
+    let (seq, i) = locate(&mut layers, at, true)?;
+    let conv = !shape.is_flat();
+    let mut g = Kernel::zeros(shape.c, shape.c, 1);
+    for c in 0..shape.c {
+        g.weight[c * shape.c + c] = 1.0;
+    }
+    let p = &params.depth;
+    let d = factorize(&g, at, p, conv, 1, rng)?;
+    let kt = p.k1 + p.k2 - 1;
+    let mut new = split_layers(
+        d.f1.cast(),
+        d.f2.cast(),
+        &g,
+        conv,
+        1,
+        (kt - 1) / 2,
+        0,
+        p.activation,
+    );
+    if params.trailing_activation {
+        new.push(Layer::Activation(PActivation::linear(
+            p.activation,
+            shape.c,
+        )));
+    }
+    let report = report_depth("insert", at, &new, &d);
+    seq.splice(i..i, new);
+    finish(net, layers, report)
+}
+
+/// Checks the sizes and runs the decomposition of `g` (already in f64).
+pub(crate) fn factorize(
+    g: &Kernel<f64>,
+    path: &LayerPath,
+    p: &DepthParams,
+    conv: bool,
+    stride: usize,
+    rng: &mut Rng,
+) -> Result<Decomposition, MorphError> {
+    if p.c_l == 0 {
+        return Err(MorphError::InvalidParameter {
+            layer: path.clone(),
+            what: "C_l must be at least 1",
+        });
+    }
+    for k in [p.k1, p.k2] {
+        if k % 2 == 0 {
+            return Err(MorphError::KernelNotOdd {
+                layer: path.clone(),
+                kernel: k,
+            });
+        }
+    }
+    if !conv && (p.k1 != 1 || p.k2 != 1) {
+        return Err(MorphError::InvalidParameter {
+            layer: path.clone(),
+            what: "dense layers are deepened with K_1 = K_2 = 1",
+        });
+    }
+    if stride > 1 && p.k2 != 1 {
+        return Err(MorphError::Strided {
+            layer: path.clone(),
+            stride,
+            k2: p.k2,
+        });
+    }
+    decompose(g, p.c_l, p.k1, p.k2, p.algorithm, &p.solve, rng).map_err(|source| {
+        MorphError::Solve {
+            layer: path.clone(),
+            source,
+        }
+    })
+}
+
+/// `[F_l, phi^1, F_{l+1}]`: `F_l` with zero bias, stride and padding `pad1`; `F_{l+1}` with
+/// `G`'s bias, stride 1 and padding `pad2`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn split_layers<T: Scalar>(
+    mut f1: Kernel<T>,
+    mut f2: Kernel<T>,
+    g: &Kernel<f64>,
+    conv: bool,
+    stride: usize,
+    pad1: usize,
+    pad2: usize,
+    act: ActKind,
+) -> Vec<Layer<T>> {
+    f1.bias = vec![T::zero(); f1.out];
+    f2.bias = g.bias.iter().map(|b| T::of_f64(*b)).collect();
+    let c_l = f1.out;
+    let wrap = |kernel: Kernel<T>, stride: usize, pad: usize| {
+        if conv {
+            Layer::Conv2d(Conv2d {
+                kernel,
+                stride,
+                pad,
+            })
+        } else {
+            Layer::Dense(kernel)
+        }
+    };
+    vec![
+        wrap(f1, stride, pad1),
+        Layer::Activation(PActivation::linear(act, c_l)),
+        wrap(f2, 1, pad2),
+    ]
+}
+
+fn report_depth<T: Scalar>(
+    op: &'static str,
+    path: &LayerPath,
+    new: &[Layer<T>],
+    d: &Decomposition,
+) -> MorphReport {
+    let weights: Vec<&[T]> = new
+        .iter()
+        .filter_map(|l| l.kernel().map(|k| k.weight.as_slice()))
+        .collect();
+    let new_layers = new
+        .iter()
+        .enumerate()
+        .map(|(j, l)| {
+            let (out, inp, k) = match (l, l.kernel()) {
+                (_, Some(k)) => (k.out, k.inp, k.k),
+                (Layer::Activation(a), None) => (a.a.len(), a.a.len(), 1),
+                _ => (0, 0, 1),
+            };
+            NewLayer {
+                path: path.with_last(path.last() + j),
+                kind: l.name(),
+                out,
+                inp,
+                k,
+            }
+        })
+        .collect();
+    MorphReport {
+        op,
+        layer: path.clone(),
+        new_layers,
+        params_before: 0,
+        params_after: 0,
+        nonzero_fraction: nonzero_fraction(&weights),
+        algorithm: Some(d.algorithm),
+        condition7: Some(d.condition7),
+        residual: d.residual,
+        solves: d.solves,
+    }
+}

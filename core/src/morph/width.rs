@@ -1,0 +1,264 @@
+//! Width morphing (section 3.4.1, eq. 12-18): widen the blob `B_l` produced by layer `l` from
+//! `C_l` to `C~_l` channels.
+//!
+//! New channels need `F~_l(c, .) (*) F~_{l+1}(., c) = 0` (eq. 18): one side zero, the other
+//! random at the scale of the existing weights. We zero the side with fewer parameters, unless
+//! a new channel would not stay zero through the activations in between (`phi(0) != 0`, e.g.
+//! sigmoid), where only zeroing the outgoing side is exact (morphism notes, section 7). Then a
+//! random permutation of the `C~_l` channels, applied to `F_l`'s rows and bias, the
+//! P-activations' `a`, and `F_{l+1}`'s input columns (whole `H'W'` blocks after a Flatten).
+
+use alloc::vec::Vec;
+
+use super::{finish, linear_kernel, locate, nonzero_fraction, MorphError, MorphReport, NewLayer};
+use crate::solve::algorithm::std_dev;
+use crate::{Layer, LayerPath, Network, PActivation, Rng, Scalar};
+
+/// The stretch of a sequence from a widened layer `l` to the layer `l + 1` consuming its
+/// channels.
+pub(crate) struct Span {
+    /// Index of layer `l`.
+    pub i: usize,
+    /// Index of layer `l + 1`.
+    pub j: usize,
+    /// Columns of `F_{l+1}` per channel of `B_l` (`H' W'` after a Flatten, else 1).
+    pub block: usize,
+}
+
+/// Finds the consumer of layer `seq[i]`'s channels: the next dense/conv layer, through
+/// activations, pooling and at most one Flatten.
+pub(crate) fn find_consumer<T: Scalar>(
+    net: &Network<T>,
+    seq: &[Layer<T>],
+    path: &LayerPath,
+) -> Result<Span, MorphError> {
+    let i = path.last();
+    let mut block = 1;
+    for (j, l) in seq.iter().enumerate().skip(i + 1) {
+        match l {
+            Layer::Dense(_) | Layer::Conv2d(_) => return Ok(Span { i, j, block }),
+            Layer::Activation(_) | Layer::MaxPool2d(_) | Layer::AvgPool2d(_) => {}
+            Layer::Flatten if block == 1 => {
+                let s =
+                    net.shape_before(&path.with_last(j))
+                        .ok_or_else(|| MorphError::NoConsumer {
+                            layer: path.clone(),
+                        })?;
+                block = s.h * s.w;
+            }
+            Layer::Flatten | Layer::ParallelSum(_) => break,
+        }
+    }
+    Err(MorphError::NoConsumer {
+        layer: path.clone(),
+    })
+}
+
+/// One channel of the widened blob, in child order.
+pub(crate) struct Channel<T> {
+    /// Row of `F~_l` (`C_{l-1} K^2` values).
+    pub incoming: Vec<T>,
+    /// Its bias.
+    pub bias: T,
+    /// Parent channel whose P-activation `a` it copies; `None` for `a = 0` (plain phi).
+    pub a_from: Option<usize>,
+    /// Its `F~_{l+1}` columns, `C_{l+1}` runs of `block K_2^2` values.
+    pub outgoing: Vec<T>,
+}
+
+/// Parent channel `c` of the span, outgoing columns scaled by `scale`.
+pub(crate) fn parent_channel<T: Scalar>(
+    seq: &[Layer<T>],
+    span: &Span,
+    c: usize,
+    scale: T,
+) -> Channel<T> {
+    let (f1, f2) = kernels(seq, span);
+    let row = f1.inp * f1.k * f1.k;
+    let run = span.block * f2.k * f2.k;
+    let mut outgoing = Vec::with_capacity(f2.out * run);
+    for o in 0..f2.out {
+        let start = (o * f2.inp + c * span.block) * f2.k * f2.k;
+        outgoing.extend(f2.weight[start..start + run].iter().map(|v| *v * scale));
+    }
+    Channel {
+        incoming: f1.weight[c * row..(c + 1) * row].to_vec(),
+        bias: f1.bias[c],
+        a_from: Some(c),
+        outgoing,
+    }
+}
+
+fn kernels<'a, T: Scalar>(
+    seq: &'a [Layer<T>],
+    span: &Span,
+) -> (&'a crate::Kernel<T>, &'a crate::Kernel<T>) {
+    match (seq[span.i].kernel(), seq[span.j].kernel()) {
+        (Some(a), Some(b)) => (a, b),
+        // `find_consumer` and `linear_kernel` checked both ends.
+        _ => unreachable!("span ends are dense or conv layers"),
+    }
+}
+
+/// Rewrites `F_l`, the activations in between and `F_{l+1}` for `channels` (child order).
+/// Returns the fraction of non-zero values in the two rewritten weight tensors.
+pub(crate) fn apply_channels<T: Scalar>(
+    seq: &mut [Layer<T>],
+    span: &Span,
+    channels: &[Channel<T>],
+) -> f64 {
+    let w = channels.len();
+    let (f1, f2) = kernels(seq, span);
+    let (mut g1, mut g2) = (f1.clone(), f2.clone());
+    g1.out = w;
+    g1.weight = channels
+        .iter()
+        .flat_map(|c| c.incoming.iter().copied())
+        .collect();
+    g1.bias = channels.iter().map(|c| c.bias).collect();
+    let run = span.block * f2.k * f2.k;
+    g2.inp = w * span.block;
+    g2.weight = (0..f2.out)
+        .flat_map(|o| {
+            channels
+                .iter()
+                .flat_map(move |c| c.outgoing[o * run..(o + 1) * run].iter().copied())
+        })
+        .collect();
+    let nz = nonzero_fraction(&[&g1.weight, &g2.weight]);
+    if let Some(k) = seq[span.i].kernel_mut() {
+        *k = g1;
+    }
+    if let Some(k) = seq[span.j].kernel_mut() {
+        *k = g2;
+    }
+    for l in &mut seq[span.i + 1..span.j] {
+        if let Layer::Activation(p) = l {
+            let old = core::mem::take(&mut p.a);
+            p.a = channels
+                .iter()
+                .map(|c| c.a_from.map_or(T::zero(), |s| old[s]))
+                .collect();
+        }
+    }
+    nz
+}
+
+/// The report entries for a widened span.
+pub(crate) fn span_layers<T: Scalar>(
+    seq: &[Layer<T>],
+    span: &Span,
+    path: &LayerPath,
+) -> Vec<NewLayer> {
+    let (f1, f2) = kernels(seq, span);
+    [(span.i, f1), (span.j, f2)]
+        .into_iter()
+        .map(|(ix, k)| NewLayer {
+            path: path.with_last(ix),
+            kind: seq[ix].name(),
+            out: k.out,
+            inp: k.inp,
+            k: k.k,
+        })
+        .collect()
+}
+
+/// Widens the dense or convolution layer at `path` to `width` output channels (eq. 12-18).
+///
+/// # Errors
+/// [`MorphError::Narrower`] if `width` is below the current width;
+/// [`MorphError::NoConsumer`] if no dense/conv layer follows in the same sequence;
+/// [`MorphError::NotMorphable`], [`MorphError::NonFinite`].
+///
+/// # Examples
+/// ```
+/// use netmorph_core::morph::width::widen;
+/// use netmorph_core::{ActKind, Kernel, Layer, LayerPath, Network, PActivation, Rng, Shape, Tensor};
+/// let mut rng = Rng::seed(4);
+/// let mut k1 = Kernel::<f64>::zeros(3, 2, 1);
+/// k1.weight = rng.normals(6, 1.0);
+/// let mut k2 = Kernel::<f64>::zeros(1, 3, 1);
+/// k2.weight = rng.normals(3, 1.0);
+/// let layers = vec![Layer::Dense(k1), Layer::Activation(PActivation::plain(ActKind::Sigmoid, 3)), Layer::Dense(k2)];
+/// let net = Network::new(Shape::flat(2), layers).unwrap();
+/// let (child, _) = widen(&net, &LayerPath::top(0), 7, &mut rng).unwrap();
+/// let x = Tensor::random(4, Shape::flat(2), &mut rng);
+/// let (d, s) = child.forward(&x).unwrap().max_abs_diff(&net.forward(&x).unwrap());
+/// assert!(d <= 1e-12 * s);
+/// ```
+pub fn widen<T: Scalar>(
+    net: &Network<T>,
+    path: &LayerPath,
+    width: usize,
+    rng: &mut Rng,
+) -> Result<(Network<T>, MorphReport), MorphError> {
+    let mut layers = net.layers().to_vec();
+    let (seq, i) = locate(&mut layers, path, false)?;
+    let c = linear_kernel(seq, i, path, "width")?.out;
+    if width < c {
+        return Err(MorphError::Narrower {
+            layer: path.clone(),
+            current: c,
+            requested: width,
+        });
+    }
+    let span = find_consumer(net, seq, path)?;
+    if !linear_kernel(seq, span.j, &path.with_last(span.j), "width")?.is_finite() {
+        return Err(MorphError::NonFinite {
+            layer: path.with_last(span.j),
+        });
+    }
+    let (f1, f2) = kernels(seq, &span);
+    // The value a new channel with zero incoming weights and bias takes after the
+    // activations in between (new channels get a = 0, the plain function).
+    let zero_through = seq[span.i + 1..span.j]
+        .iter()
+        .fold(T::zero(), |v, l| match l {
+            Layer::Activation(p) => PActivation::eval(p.kind, T::zero(), v),
+            _ => v,
+        });
+    let (n_in, n_out) = (f1.inp * f1.k * f1.k, f2.out * span.block * f2.k * f2.k);
+    let zero_incoming = zero_through == T::zero() && n_in <= n_out;
+    let std_of = |w: &[T]| {
+        let s = std_dev(&w.iter().map(|v| v.as_f64()).collect::<Vec<_>>());
+        if s > 0.0 {
+            s
+        } else {
+            1.0
+        }
+    };
+    let (s_in, s_out) = (std_of(&f1.weight), std_of(&f2.weight));
+    let mut channels: Vec<Channel<T>> = (0..c)
+        .map(|ch| parent_channel(seq, &span, ch, T::one()))
+        .collect();
+    let cast = |v: Vec<f64>| v.into_iter().map(T::of_f64).collect::<Vec<T>>();
+    for _ in c..width {
+        let (incoming, outgoing) = if zero_incoming {
+            (
+                alloc::vec![T::zero(); n_in],
+                cast(rng.normals(n_out, s_out)),
+            )
+        } else {
+            (cast(rng.normals(n_in, s_in)), alloc::vec![T::zero(); n_out])
+        };
+        channels.push(Channel {
+            incoming,
+            bias: T::zero(),
+            a_from: None,
+            outgoing,
+        });
+    }
+    let mut taken: Vec<Option<Channel<T>>> = channels.into_iter().map(Some).collect();
+    let permuted: Vec<Channel<T>> = rng
+        .permutation(width)
+        .into_iter()
+        .filter_map(|p| taken[p].take())
+        .collect();
+    let nz = apply_channels(seq, &span, &permuted);
+    let new_layers = span_layers(seq, &span, path);
+    finish(
+        net,
+        layers,
+        MorphReport::closed_form("width", path.clone(), new_layers, nz),
+    )
+}

@@ -1,0 +1,406 @@
+//! [`Network`]: an input shape and a validated sequence of layers.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use super::layer::{Layer, Shape};
+use crate::Scalar;
+
+/// Maximum nesting of a [`LayerPath`]: top level, branch, layer, branch, layer, ...
+pub const MAX_PATH_DEPTH: usize = 8;
+
+/// Address of a layer: `[i]` is the i-th top-level layer; `[i, b, j]` is layer `j` of branch
+/// `b` of the [`Layer::ParallelSum`] at top-level index `i`, and so on.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LayerPath(pub heapless::Vec<usize, MAX_PATH_DEPTH>);
+
+impl LayerPath {
+    /// The top-level layer `i`.
+    pub fn top(i: usize) -> Self {
+        let mut v = heapless::Vec::new();
+        // A fresh vector has room for one element.
+        let _ = v.push(i);
+        Self(v)
+    }
+
+    /// Builds a path from indices; `None` if deeper than [`MAX_PATH_DEPTH`].
+    pub fn from_slice(ix: &[usize]) -> Option<Self> {
+        heapless::Vec::from_slice(ix).ok().map(Self)
+    }
+
+    /// The same path with the last index replaced by `i`.
+    pub fn with_last(&self, i: usize) -> Self {
+        let mut p = self.clone();
+        if let Some(last) = p.0.last_mut() {
+            *last = i;
+        }
+        p
+    }
+
+    /// This path extended by `branch` then `layer`; `None` if too deep.
+    pub fn child(&self, branch: usize, layer: usize) -> Option<Self> {
+        let mut p = self.clone();
+        p.0.push(branch).ok()?;
+        p.0.push(layer).ok()?;
+        Some(p)
+    }
+
+    /// The index within the innermost sequence.
+    pub fn last(&self) -> usize {
+        self.0.last().copied().unwrap_or(0)
+    }
+}
+
+impl fmt::Display for LayerPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (n, i) in self.0.iter().enumerate() {
+            if n > 0 {
+                f.write_str(".")?;
+            }
+            write!(f, "{i}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a network is malformed or an input does not fit it.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum NetError {
+    /// A layer's input has the wrong number of channels or features.
+    ChannelMismatch {
+        /// The layer.
+        layer: LayerPath,
+        /// Channels the layer's parameters expect.
+        expected: usize,
+        /// Channels its input has.
+        found: usize,
+    },
+    /// A dense layer received an image blob.
+    DenseNeedsFlat {
+        /// The layer.
+        layer: LayerPath,
+        /// The image shape it received.
+        found: Shape,
+    },
+    /// A convolution or pooling window (after padding) is larger than its input.
+    WindowTooLarge {
+        /// The layer.
+        layer: LayerPath,
+        /// Window size.
+        k: usize,
+        /// Input shape.
+        input: Shape,
+    },
+    /// A stride, kernel or pooling size of zero.
+    ZeroSize {
+        /// The layer.
+        layer: LayerPath,
+    },
+    /// Weight or bias vectors whose lengths disagree with the declared sizes.
+    ParamLength {
+        /// The layer.
+        layer: LayerPath,
+    },
+    /// A parallel block without branches, or whose branches produce different shapes.
+    Branches {
+        /// The block.
+        layer: LayerPath,
+    },
+    /// Nesting deeper than [`MAX_PATH_DEPTH`].
+    TooDeep,
+    /// The input tensor does not have the network's input shape.
+    InputShape {
+        /// The network's input shape.
+        expected: Shape,
+        /// The tensor's sample shape.
+        found: Shape,
+    },
+}
+
+impl fmt::Display for NetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ChannelMismatch { layer, expected, found } => write!(
+                f,
+                "layer {layer} expects {expected} input channels but receives {found}; \
+                 make its input size match the previous layer's output"
+            ),
+            Self::DenseNeedsFlat { layer, found } => write!(
+                f,
+                "dense layer {layer} receives an image blob {}x{}x{}; insert a Flatten layer before it",
+                found.c, found.h, found.w
+            ),
+            Self::WindowTooLarge { layer, k, input } => write!(
+                f,
+                "layer {layer}: window {k} does not fit its {}x{} input; use a smaller kernel or more padding",
+                input.h, input.w
+            ),
+            Self::ZeroSize { layer } => {
+                write!(f, "layer {layer} has a zero kernel, stride or size; use sizes of at least 1")
+            }
+            Self::ParamLength { layer } => write!(
+                f,
+                "layer {layer}: weight or bias length disagrees with its declared sizes; rebuild the layer"
+            ),
+            Self::Branches { layer } => write!(
+                f,
+                "parallel block {layer} has no branches or branches of different output shapes; \
+                 give every branch the same output shape"
+            ),
+            Self::TooDeep => write!(f, "layers nested deeper than {MAX_PATH_DEPTH} levels; flatten the structure"),
+            Self::InputShape { expected, found } => write!(
+                f,
+                "input samples are {}x{}x{} but the network takes {}x{}x{}; reshape the input",
+                found.c, found.h, found.w, expected.c, expected.h, expected.w
+            ),
+        }
+    }
+}
+
+impl core::error::Error for NetError {}
+
+/// A feed-forward network: an input shape and a sequence of layers, validated on construction.
+///
+/// # Examples
+/// ```
+/// use netmorph_core::{ActKind, Kernel, Layer, Network, PActivation, Shape};
+/// let net = Network::<f64>::new(
+///     Shape::flat(3),
+///     vec![
+///         Layer::Dense(Kernel::zeros(4, 3, 1)),
+///         Layer::Activation(PActivation::plain(ActKind::Relu, 4)),
+///         Layer::Dense(Kernel::zeros(2, 4, 1)),
+///     ],
+/// )
+/// .unwrap();
+/// assert_eq!(net.output_shape(), Shape::flat(2));
+/// assert_eq!(net.param_count(), 3 * 4 + 4 + 4 + 4 * 2 + 2);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Network<T> {
+    input: Shape,
+    output: Shape,
+    layers: Vec<Layer<T>>,
+}
+
+impl<T: Scalar> Network<T> {
+    /// Validates `layers` against `input` and builds the network.
+    ///
+    /// # Errors
+    /// A [`NetError`] naming the first layer whose parameters or geometry do not fit.
+    pub fn new(input: Shape, layers: Vec<Layer<T>>) -> Result<Self, NetError> {
+        let output = infer_seq(&layers, input, &LayerPath::default())?;
+        Ok(Self {
+            input,
+            output,
+            layers,
+        })
+    }
+
+    /// Sample shape the network takes.
+    pub fn input_shape(&self) -> Shape {
+        self.input
+    }
+
+    /// Sample shape the network produces.
+    pub fn output_shape(&self) -> Shape {
+        self.output
+    }
+
+    /// The top-level layers.
+    pub fn layers(&self) -> &[Layer<T>] {
+        &self.layers
+    }
+
+    /// Gives the layers back.
+    pub fn into_layers(self) -> Vec<Layer<T>> {
+        self.layers
+    }
+
+    /// Total number of learnable parameters.
+    pub fn param_count(&self) -> usize {
+        self.layers.iter().map(Layer::param_count).sum()
+    }
+
+    /// The layer at `path`, if any.
+    pub fn get(&self, path: &LayerPath) -> Option<&Layer<T>> {
+        let (seq, i) = seq_at(&self.layers, &path.0)?;
+        seq.get(i)
+    }
+
+    /// The same network with every parameter converted to `U`.
+    pub fn cast<U: Scalar>(&self) -> Network<U> {
+        Network {
+            input: self.input,
+            output: self.output,
+            layers: self.layers.iter().map(Layer::cast).collect(),
+        }
+    }
+
+    /// Sample shape entering the layer at `path` (for `path` one past the end of its sequence,
+    /// the shape leaving the sequence).
+    pub fn shape_before(&self, path: &LayerPath) -> Option<Shape> {
+        let mut shape = self.input;
+        let mut seq: &[Layer<T>] = &self.layers;
+        let ix = &path.0;
+        let mut d = 0;
+        loop {
+            let i = *ix.get(d)?;
+            if i > seq.len() {
+                return None;
+            }
+            for l in &seq[..i] {
+                shape = infer_layer(l, shape, &LayerPath::default()).ok()?;
+            }
+            if d + 1 == ix.len() {
+                return Some(shape);
+            }
+            let Some(Layer::ParallelSum(bs)) = seq.get(i) else {
+                return None;
+            };
+            seq = bs.get(*ix.get(d + 1)?)?;
+            d += 2;
+        }
+    }
+}
+
+/// The sequence holding `path` and the index within it.
+pub(crate) fn seq_at<'a, T>(
+    layers: &'a [Layer<T>],
+    ix: &[usize],
+) -> Option<(&'a [Layer<T>], usize)> {
+    match ix {
+        [i] => Some((layers, *i)),
+        [i, b, rest @ ..] => match layers.get(*i)? {
+            Layer::ParallelSum(bs) => seq_at(bs.get(*b)?, rest),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Mutable sequence holding `path` and the index within it.
+pub(crate) fn seq_at_mut<'a, T>(
+    layers: &'a mut Vec<Layer<T>>,
+    ix: &[usize],
+) -> Option<(&'a mut Vec<Layer<T>>, usize)> {
+    match ix {
+        [i] => Some((layers, *i)),
+        [i, b, rest @ ..] => match layers.get_mut(*i)? {
+            Layer::ParallelSum(bs) => seq_at_mut(bs.get_mut(*b)?, rest),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn infer_seq<T: Scalar>(
+    layers: &[Layer<T>],
+    input: Shape,
+    prefix: &LayerPath,
+) -> Result<Shape, NetError> {
+    let mut shape = input;
+    for (i, l) in layers.iter().enumerate() {
+        let mut path = prefix.clone();
+        path.0.push(i).map_err(|_| NetError::TooDeep)?;
+        shape = infer_layer(l, shape, &path)?;
+    }
+    Ok(shape)
+}
+
+/// Output shape of one layer for input `s`.
+pub(crate) fn infer_layer<T: Scalar>(
+    l: &Layer<T>,
+    s: Shape,
+    path: &LayerPath,
+) -> Result<Shape, NetError> {
+    let layer = path.clone();
+    match l {
+        Layer::Dense(k) => {
+            check_kernel(k, &layer)?;
+            if !s.is_flat() {
+                return Err(NetError::DenseNeedsFlat { layer, found: s });
+            }
+            if k.k != 1 {
+                return Err(NetError::ParamLength { layer });
+            }
+            channels(k.inp, s.c, &layer)?;
+            Ok(Shape::flat(k.out))
+        }
+        Layer::Conv2d(c) => {
+            check_kernel(&c.kernel, &layer)?;
+            if c.stride == 0 {
+                return Err(NetError::ZeroSize { layer });
+            }
+            channels(c.kernel.inp, s.c, &layer)?;
+            let k = c.kernel.k;
+            let (h, w) = (s.h + 2 * c.pad, s.w + 2 * c.pad);
+            if h < k || w < k {
+                return Err(NetError::WindowTooLarge { layer, k, input: s });
+            }
+            Ok(Shape::image(
+                c.kernel.out,
+                (h - k) / c.stride + 1,
+                (w - k) / c.stride + 1,
+            ))
+        }
+        Layer::MaxPool2d(p) | Layer::AvgPool2d(p) => {
+            if p.k == 0 || p.stride == 0 {
+                return Err(NetError::ZeroSize { layer });
+            }
+            match (p.out_len(s.h), p.out_len(s.w)) {
+                (Some(h), Some(w)) => Ok(Shape::image(s.c, h, w)),
+                _ => Err(NetError::WindowTooLarge {
+                    layer,
+                    k: p.k,
+                    input: s,
+                }),
+            }
+        }
+        Layer::Flatten => Ok(Shape::flat(s.len())),
+        Layer::Activation(a) => {
+            channels(a.a.len(), s.c, &layer)?;
+            Ok(s)
+        }
+        Layer::ParallelSum(bs) => {
+            let mut out = None;
+            for (b, seq) in bs.iter().enumerate() {
+                let mut p = path.clone();
+                p.0.push(b).map_err(|_| NetError::TooDeep)?;
+                let o = infer_seq(seq, s, &p)?;
+                if out.is_some_and(|x| x != o) {
+                    return Err(NetError::Branches { layer });
+                }
+                out = Some(o);
+            }
+            out.ok_or(NetError::Branches { layer })
+        }
+    }
+}
+
+fn channels(expected: usize, found: usize, layer: &LayerPath) -> Result<(), NetError> {
+    if expected == found {
+        Ok(())
+    } else {
+        Err(NetError::ChannelMismatch {
+            layer: layer.clone(),
+            expected,
+            found,
+        })
+    }
+}
+
+fn check_kernel<T: Scalar>(k: &super::layer::Kernel<T>, layer: &LayerPath) -> Result<(), NetError> {
+    if k.out == 0 || k.inp == 0 || k.k == 0 {
+        return Err(NetError::ZeroSize {
+            layer: layer.clone(),
+        });
+    }
+    if k.weight.len() != k.out * k.inp * k.k * k.k || k.bias.len() != k.out {
+        return Err(NetError::ParamLength {
+            layer: layer.clone(),
+        });
+    }
+    Ok(())
+}

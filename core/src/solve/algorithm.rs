@@ -1,0 +1,419 @@
+//! Algorithm 1 (general network morphism, section 3.2.1) and Algorithm 2 (practical network
+//! morphism, section 3.2.2): decompose `G` into `F_{l+1} (*) F_l` (eq. 6).
+
+use core::fmt;
+
+use super::deconv::{max_abs, pad_centered, relative_residual, solve_f1, solve_f2};
+use super::lstsq::SolveMethod;
+use crate::{Kernel, Rng};
+
+/// Which algorithm decomposes `G`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// Algorithm 1: random init, alternating deconvolutions, each taking the solution
+    /// closest to the current factor. Fills every parameter under condition (7).
+    General,
+    /// Algorithm 2: shrink the non-expanding factor's kernel until the residual is zero,
+    /// zero-pad it back, rescale both factors to equal standard deviation.
+    Practical,
+    /// Algorithm 1 when condition (7) holds, Algorithm 2 otherwise.
+    Auto,
+}
+
+impl Algorithm {
+    /// Lower-case name (`"general"`, `"practical"`, `"auto"`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::General => "general",
+            Self::Practical => "practical",
+            Self::Auto => "auto",
+        }
+    }
+}
+
+/// Tuning of the decomposition.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SolveOptions {
+    /// Largest accepted residual `max |F_{l+1} (*) F_l - G~| / max |G~|` (solved in f64).
+    pub tol: f64,
+    /// Alternations of Algorithm 1 when condition (7) fails.
+    pub max_iter: usize,
+}
+
+/// `tol`: a few hundred f64 ulps of slack over the solver's rounding, well under what any
+/// network scalar can represent; `max_iter`: alternations rarely help after a few dozen.
+impl Default for SolveOptions {
+    fn default() -> Self {
+        Self {
+            tol: 1e-11,
+            max_iter: 50,
+        }
+    }
+}
+
+/// Which factor expands `G` in Algorithm 2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Expands {
+    /// `F_l` can represent `G` alone (`C_l >= C_{l+1}`, `K_1 >= K`); `K_2` shrinks.
+    First,
+    /// `F_{l+1}` can represent `G` alone (`C_l >= C_{l-1}`, `K_2 >= K`); `K_1` shrinks.
+    Second,
+}
+
+/// A solved decomposition `G~ = F_{l+1} (*) F_l`.
+#[derive(Clone, Debug)]
+pub struct Decomposition {
+    /// `F_l`, `(C_l, C_{l-1}, K_1, K_1)`.
+    pub f1: Kernel<f64>,
+    /// `F_{l+1}`, `(C_{l+1}, C_l, K_2, K_2)`.
+    pub f2: Kernel<f64>,
+    /// The algorithm that ran (never [`Algorithm::Auto`]).
+    pub algorithm: Algorithm,
+    /// Whether condition (7) holds for these sizes.
+    pub condition7: bool,
+    /// Final relative residual.
+    pub residual: f64,
+    /// Deconvolution solves performed.
+    pub solves: usize,
+    /// Algorithm 2 only: the expanding factor and the reduced kernel size of the other one.
+    pub reduced: Option<(Expands, usize)>,
+    /// Factorisation used by the last solve.
+    pub method: SolveMethod,
+}
+
+/// Why a decomposition is impossible or failed.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum SolveError {
+    /// `K~ = K_1 + K_2 - 1` is smaller than `K`, or `K~ - K` is odd (no centred padding).
+    Receptive {
+        /// `K`.
+        k: usize,
+        /// `K_1`.
+        k1: usize,
+        /// `K_2`.
+        k2: usize,
+    },
+    /// Algorithm 2 needs one factor to expand `G`.
+    NoExpandingFactor {
+        /// `C_l`.
+        c_l: usize,
+        /// `C_{l-1}`.
+        c_in: usize,
+        /// `C_{l+1}`.
+        c_out: usize,
+    },
+    /// Algorithm 1 stopped above the tolerance.
+    NotConverged {
+        /// Residual reached.
+        residual: f64,
+        /// Tolerance asked for.
+        tol: f64,
+    },
+}
+
+impl fmt::Display for SolveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Receptive { k, k1, k2 } => write!(
+                f,
+                "K_1 + K_2 - 1 = {} must be at least the parent kernel {k} and differ from it by an \
+                 even number; choose odd K_1 = {k1}, K_2 = {k2} with K_1 + K_2 - 1 >= {k}",
+                k1 + k2 - 1
+            ),
+            Self::NoExpandingFactor { c_l, c_in, c_out } => write!(
+                f,
+                "neither new layer can represent the parent alone: C_l = {c_l} must be at least \
+                 C_{{l+1}} = {c_out} (with K_1 >= K) or C_{{l-1}} = {c_in} (with K_2 >= K); widen C_l"
+            ),
+            Self::NotConverged { residual, tol } => write!(
+                f,
+                "the deconvolution stopped at relative residual {residual:.3e} > {tol:.1e}; the \
+                 sizes violate condition (7): raise C_l or the kernel sizes, or use the practical algorithm"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for SolveError {}
+
+/// Condition (7): `min(C_l C_{l-1} K_1^2, C_{l+1} C_l K_2^2) >= C_{l+1} C_{l-1} K~^2`.
+pub fn condition7(c_in: usize, c_l: usize, c_out: usize, k1: usize, k2: usize) -> bool {
+    let kt = k1 + k2 - 1;
+    let g = c_out * c_in * kt * kt;
+    (c_l * c_in * k1 * k1).min(c_out * c_l * k2 * k2) >= g
+}
+
+/// Decomposes `g` into `F_l (C_l, K_1)` and `F_{l+1} (K_2)` with `algorithm`.
+///
+/// # Errors
+/// [`SolveError`] when the sizes admit no exact decomposition by that algorithm.
+///
+/// # Examples
+/// ```
+/// use netmorph_core::solve::algorithm::{decompose, Algorithm, SolveOptions};
+/// use netmorph_core::solve::deconv::{compose, pad_centered};
+/// use netmorph_core::{Kernel, Rng};
+/// let mut rng = Rng::seed(1);
+/// let mut g = Kernel::zeros(4, 3, 3);
+/// g.weight = rng.normals(4 * 3 * 9, 1.0);
+/// let d = decompose(&g, 16, 3, 3, Algorithm::General, &SolveOptions::default(), &mut rng).unwrap();
+/// assert!(d.condition7 && d.residual < 1e-11);
+/// let err = compose(&d.f2, &d.f1).weight.iter().zip(&pad_centered(&g, 5).weight)
+///     .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+/// assert!(err < 1e-10);
+/// ```
+pub fn decompose(
+    g: &Kernel<f64>,
+    c_l: usize,
+    k1: usize,
+    k2: usize,
+    algorithm: Algorithm,
+    opts: &SolveOptions,
+    rng: &mut Rng,
+) -> Result<Decomposition, SolveError> {
+    let k = g.k;
+    let kt = (k1 + k2).saturating_sub(1);
+    if k1 == 0 || k2 == 0 || kt < k || (kt - k) % 2 != 0 {
+        return Err(SolveError::Receptive { k, k1, k2 });
+    }
+    let cond = condition7(g.inp, c_l, g.out, k1, k2);
+    match algorithm {
+        Algorithm::General => general(g, c_l, k1, k2, cond, opts, rng),
+        Algorithm::Practical => practical(g, c_l, k1, k2, cond, opts, rng),
+        Algorithm::Auto if cond => general(g, c_l, k1, k2, cond, opts, rng),
+        Algorithm::Auto => practical(g, c_l, k1, k2, cond, opts, rng),
+    }
+}
+
+/// Standard deviation of the random initial factors: chosen so that a product of two such
+/// factors summed over `C_l` middle channels has about `G`'s RMS, keeping solved parameters
+/// at the parent's scale.
+fn init_std(g: &Kernel<f64>, c_l: usize, overlap: usize) -> f64 {
+    let n = g.weight.len().max(1) as f64;
+    let rms = libm::sqrt(g.weight.iter().map(|v| v * v).sum::<f64>() / n);
+    let rms = if rms > 0.0 {
+        rms
+    } else {
+        1.0 / libm::sqrt((g.inp * g.k * g.k) as f64)
+    };
+    libm::sqrt(rms / libm::sqrt((c_l * overlap * overlap) as f64))
+}
+
+fn random_kernel(out: usize, inp: usize, k: usize, std: f64, rng: &mut Rng) -> Kernel<f64> {
+    let mut f = Kernel::zeros(out, inp, k);
+    f.weight = rng.normals(f.weight.len(), std);
+    f
+}
+
+/// Algorithm 1. Under condition (7) one solve of the factor with enough unknowns is exact.
+fn general(
+    g: &Kernel<f64>,
+    c_l: usize,
+    k1: usize,
+    k2: usize,
+    cond: bool,
+    opts: &SolveOptions,
+    rng: &mut Rng,
+) -> Result<Decomposition, SolveError> {
+    let kt = k1 + k2 - 1;
+    let gt = pad_centered(g, kt);
+    let std = init_std(g, c_l, k1.min(k2));
+    let mut f1 = random_kernel(c_l, g.inp, k1, std, rng);
+    let mut f2 = random_kernel(g.out, c_l, k2, std, rng);
+    // Start with the factor whose per-channel system is under-determined, if any.
+    let f1_first = c_l * k1 * k1 >= g.out * kt * kt || c_l * k2 * k2 < g.inp * kt * kt;
+    let mut residual = f64::INFINITY;
+    for it in 0..opts.max_iter.max(1) * 2 {
+        let method;
+        if (it % 2 == 0) == f1_first {
+            (f1, method) = solve_f1(&gt, &f2, &f1);
+        } else {
+            (f2, method) = solve_f2(&gt, &f1, &f2);
+        }
+        residual = relative_residual(&gt, &f2, &f1);
+        if residual <= opts.tol {
+            return Ok(Decomposition {
+                f1,
+                f2,
+                algorithm: Algorithm::General,
+                condition7: cond,
+                residual,
+                solves: it + 1,
+                reduced: None,
+                method,
+            });
+        }
+    }
+    Err(SolveError::NotConverged {
+        residual,
+        tol: opts.tol,
+    })
+}
+
+/// Algorithm 2, for both the "F_l expands G" and the "F_{l+1} expands G" cases.
+fn practical(
+    g: &Kernel<f64>,
+    c_l: usize,
+    k1: usize,
+    k2: usize,
+    cond: bool,
+    opts: &SolveOptions,
+    rng: &mut Rng,
+) -> Result<Decomposition, SolveError> {
+    let k = g.k;
+    let case = if c_l >= g.out && k1 >= k {
+        Expands::First
+    } else if c_l >= g.inp && k2 >= k {
+        Expands::Second
+    } else {
+        return Err(SolveError::NoExpandingFactor {
+            c_l,
+            c_in: g.inp,
+            c_out: g.out,
+        });
+    };
+    let (expanding, shrinking) = match case {
+        Expands::First => (k1, k2),
+        Expands::Second => (k2, k1),
+    };
+    let mut solves = 0;
+    // K^r runs K, K - 2, ..., down to the smallest size that keeps K~ >= K (at worst 1,
+    // where the expanding factor alone represents G and the residual is zero).
+    let mut kr = shrinking;
+    loop {
+        let kt = expanding + kr - 1;
+        let gt = pad_centered(g, kt);
+        let std = init_std(g, c_l, expanding.min(kr));
+        let (f1, f2, method) = match case {
+            Expands::First => {
+                let f2 = random_kernel(g.out, c_l, kr, std, rng);
+                let f1 = random_kernel(c_l, g.inp, k1, std, rng);
+                let (f1, m) = solve_f1(&gt, &f2, &f1);
+                (f1, f2, m)
+            }
+            Expands::Second => {
+                let f1 = random_kernel(c_l, g.inp, kr, std, rng);
+                let f2 = random_kernel(g.out, c_l, k2, std, rng);
+                let (f2, m) = solve_f2(&gt, &f1, &f2);
+                (f1, f2, m)
+            }
+        };
+        solves += 1;
+        let residual = relative_residual(&gt, &f2, &f1);
+        let smallest = kr <= 2 || expanding + kr - 3 < k;
+        if residual <= opts.tol || smallest {
+            if residual > opts.tol {
+                return Err(SolveError::NotConverged {
+                    residual,
+                    tol: opts.tol,
+                });
+            }
+            let (mut f1, mut f2) = match case {
+                Expands::First => (f1, pad_centered(&f2, k2)),
+                Expands::Second => (pad_centered(&f1, k1), f2),
+            };
+            equalize_std(&mut f1, &mut f2);
+            let residual = relative_residual(&pad_centered(g, k1 + k2 - 1), &f2, &f1);
+            return Ok(Decomposition {
+                f1,
+                f2,
+                algorithm: Algorithm::Practical,
+                condition7: cond,
+                residual,
+                solves,
+                reduced: Some((case, kr)),
+                method,
+            });
+        }
+        kr -= 2;
+    }
+}
+
+/// Scales `F_l` by `s` and `F_{l+1}` by `1 / s` so both have the same standard deviation;
+/// their product (6) is unchanged (Algorithm 2's last step).
+fn equalize_std(f1: &mut Kernel<f64>, f2: &mut Kernel<f64>) {
+    let (s1, s2) = (std_dev(&f1.weight), std_dev(&f2.weight));
+    if s1 > 0.0 && s2 > 0.0 && max_abs(&f1.weight) > 0.0 {
+        let s = libm::sqrt(s2 / s1);
+        f1.weight.iter_mut().for_each(|v| *v *= s);
+        f1.bias.iter_mut().for_each(|v| *v *= s);
+        f2.weight.iter_mut().for_each(|v| *v /= s);
+    }
+}
+
+/// Population standard deviation.
+pub fn std_dev(v: &[f64]) -> f64 {
+    let n = v.len().max(1) as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    libm::sqrt(v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parent(out: usize, inp: usize, k: usize, seed: u64) -> Kernel<f64> {
+        random_kernel(out, inp, k, 0.1, &mut Rng::seed(seed))
+    }
+
+    #[test]
+    fn practical_both_cases_are_exact_and_equal_std() {
+        let g = parent(6, 5, 3, 1);
+        let opts = SolveOptions::default();
+        for (c_l, k1, k2, case) in [
+            (8, 3, 3, Expands::First),
+            (5, 3, 3, Expands::Second),
+            (6, 1, 3, Expands::Second),
+        ] {
+            let d = decompose(
+                &g,
+                c_l,
+                k1,
+                k2,
+                Algorithm::Practical,
+                &opts,
+                &mut Rng::seed(2),
+            )
+            .unwrap();
+            assert_eq!(d.reduced.map(|r| r.0), Some(case));
+            assert!(d.residual <= opts.tol, "{c_l} {k1} {k2}: {}", d.residual);
+            let (s1, s2) = (std_dev(&d.f1.weight), std_dev(&d.f2.weight));
+            assert!((s1 - s2).abs() <= 1e-12 * s1, "{s1} {s2}");
+        }
+    }
+
+    #[test]
+    fn general_fails_cleanly_when_condition7_fails_badly() {
+        // C_l = 1 cannot carry a rank-6 map.
+        let g = parent(6, 6, 1, 3);
+        let r = decompose(
+            &g,
+            1,
+            1,
+            1,
+            Algorithm::General,
+            &SolveOptions {
+                tol: 1e-11,
+                max_iter: 3,
+            },
+            &mut Rng::seed(1),
+        );
+        assert!(matches!(r, Err(SolveError::NotConverged { .. })));
+    }
+
+    #[test]
+    fn receptive_field_errors() {
+        let g = parent(2, 2, 5, 4);
+        let r = decompose(
+            &g,
+            4,
+            1,
+            3,
+            Algorithm::Auto,
+            &SolveOptions::default(),
+            &mut Rng::seed(1),
+        );
+        assert_eq!(r.unwrap_err(), SolveError::Receptive { k: 5, k1: 1, k2: 3 });
+    }
+}

@@ -1,0 +1,284 @@
+//! The network morphism equation (6) as linear deconvolution problems.
+//!
+//! Symbols (paper section 3.1): parent filter `G` of shape `(C_{l+1}, C_{l-1}, K, K)`, child
+//! filters `F_l` `(C_l, C_{l-1}, K_1, K_1)` and `F_{l+1}` `(C_{l+1}, C_l, K_2, K_2)`,
+//! `K~ = K_1 + K_2 - 1`, and `G~` the centred zero-padding of `G` to `K~`. With
+//! cross-correlation layers (morphism notes, section 1), eq. (6) reads
+//!
+//! `G~[o, i, t] = sum_m sum_{p + q = t} F_{l+1}[o, m, p] F_l[m, i, q]`,
+//!
+//! i.e. the full 2-D convolution of the spatial kernels, summed over the middle channel `m`.
+//!
+//! Fixing one factor makes (6) linear in the other, and the system splits by a channel of
+//! the fixed side (morphism notes, section 6): solving for `F_l`, every input channel `i`
+//! shares one matrix `A` (`C_{l+1} K~^2` rows, `C_l K_1^2` columns); solving for `F_{l+1}`,
+//! every output channel `o` shares one. When the fixed factor is `1 x 1`, `A` is a
+//! Kronecker product `H (x) I`, and one `C x C_l` problem serves every spatial tap.
+
+use alloc::vec::Vec;
+
+use faer::{Mat, MatRef};
+
+use super::lstsq::{closest, SolveMethod};
+use crate::Kernel;
+
+/// Eq. (6): the composed filter `F_{l+1} (*) F_l` of shape `(f2.out, f1.inp, K_1 + K_2 - 1)`.
+/// Biases are ignored (the result's bias is zero).
+///
+/// # Panics
+/// If `f2.inp != f1.out`.
+#[track_caller]
+pub fn compose(f2: &Kernel<f64>, f1: &Kernel<f64>) -> Kernel<f64> {
+    assert_eq!(f2.inp, f1.out, "compose: middle channels differ");
+    let kt = f1.k + f2.k - 1;
+    let mut g = Kernel::zeros(f2.out, f1.inp, kt);
+    for o in 0..f2.out {
+        for m in 0..f2.inp {
+            for py in 0..f2.k {
+                for px in 0..f2.k {
+                    let w2 = f2.weight[f2.at(o, m, py, px)];
+                    if w2 == 0.0 {
+                        continue;
+                    }
+                    for i in 0..f1.inp {
+                        for qy in 0..f1.k {
+                            let src = f1.at(m, i, qy, 0);
+                            let dst = g.at(o, i, py + qy, px);
+                            for qx in 0..f1.k {
+                                g.weight[dst + qx] += w2 * f1.weight[src + qx];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    g
+}
+
+/// `G~`: `g` zero-padded (centred) to kernel size `k`. The bias is kept.
+///
+/// # Panics
+/// If `k < g.k` or `k - g.k` is odd.
+#[track_caller]
+pub fn pad_centered(g: &Kernel<f64>, k: usize) -> Kernel<f64> {
+    assert!(
+        k >= g.k && (k - g.k) % 2 == 0,
+        "pad_centered: {} -> {k}",
+        g.k
+    );
+    let off = (k - g.k) / 2;
+    let mut out = Kernel::zeros(g.out, g.inp, k);
+    out.bias.clone_from(&g.bias);
+    for o in 0..g.out {
+        for i in 0..g.inp {
+            for y in 0..g.k {
+                let src = g.at(o, i, y, 0);
+                let dst = out.at(o, i, y + off, off);
+                out.weight[dst..dst + g.k].copy_from_slice(&g.weight[src..src + g.k]);
+            }
+        }
+    }
+    out
+}
+
+/// The same filter with its two channel axes swapped: `(out, inp, k) -> (inp, out, k)`.
+pub fn transpose_channels(f: &Kernel<f64>) -> Kernel<f64> {
+    let mut t = Kernel::zeros(f.inp, f.out, f.k);
+    let kk = f.k * f.k;
+    for o in 0..f.out {
+        for i in 0..f.inp {
+            let (s, d) = (f.at(o, i, 0, 0), t.at(i, o, 0, 0));
+            t.weight[d..d + kk].copy_from_slice(&f.weight[s..s + kk]);
+        }
+    }
+    t
+}
+
+/// `max |F_{l+1} (*) F_l - G~|`, relative to `max |G~|` (absolute when `G~` is zero).
+pub fn relative_residual(g_tilde: &Kernel<f64>, f2: &Kernel<f64>, f1: &Kernel<f64>) -> f64 {
+    let c = compose(f2, f1);
+    let scale = max_abs(&g_tilde.weight);
+    let err = c
+        .weight
+        .iter()
+        .zip(&g_tilde.weight)
+        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+    if scale > 0.0 {
+        err / scale
+    } else {
+        err
+    }
+}
+
+/// Largest absolute value (0 for an empty slice).
+pub fn max_abs(v: &[f64]) -> f64 {
+    v.iter().fold(0.0f64, |m, x| m.max(x.abs()))
+}
+
+/// Fixes `F_{l+1}` and returns the `F_l` closest to `f1_init` that satisfies (6) for `g_tilde`
+/// (least squares when no exact solution exists).
+pub fn solve_f1(
+    g_tilde: &Kernel<f64>,
+    f2: &Kernel<f64>,
+    f1_init: &Kernel<f64>,
+) -> (Kernel<f64>, SolveMethod) {
+    let (x, method) = solve_factor(
+        f2,
+        &transpose_channels(g_tilde),
+        &transpose_channels(f1_init),
+    );
+    (transpose_channels(&x), method)
+}
+
+/// Fixes `F_l` and returns the `F_{l+1}` closest to `f2_init` that satisfies (6) for `g_tilde`.
+pub fn solve_f2(
+    g_tilde: &Kernel<f64>,
+    f1: &Kernel<f64>,
+    f2_init: &Kernel<f64>,
+) -> (Kernel<f64>, SolveMethod) {
+    solve_factor(&transpose_channels(f1), g_tilde, f2_init)
+}
+
+/// Solves `sum_m sum_{p + q = t} H[a, m, p] X[c, m, q] = R[c, a, t]` for `X` (closest to
+/// `x0`), for every column channel `c` with one factorisation.
+///
+/// `h`: `(a, m, K_h)`; `rhs`: `(c, a, K_u + K_h - 1)`; `x0`: `(c, m, K_u)`.
+fn solve_factor(
+    h: &Kernel<f64>,
+    rhs: &Kernel<f64>,
+    x0: &Kernel<f64>,
+) -> (Kernel<f64>, SolveMethod) {
+    let (an, mn, kh, ku, kt, nc) = (h.out, h.inp, h.k, x0.k, rhs.k, rhs.out);
+    let (ku2, kt2) = (ku * ku, kt * kt);
+    let mut x = Kernel::zeros(nc, mn, ku);
+    if kh == 1 {
+        // A = H (x) I: one (a x m) problem, columns (c, t) with t == q.
+        let hm = MatRef::from_row_major_slice(&h.weight, an, mn);
+        let b = Mat::from_fn(an, nc * kt2, |a, j| {
+            rhs.weight[(j / kt2 * an + a) * kt2 + j % kt2]
+        });
+        let x0m = Mat::from_fn(mn, nc * ku2, |m, j| {
+            x0.weight[(j / ku2 * mn + m) * ku2 + j % ku2]
+        });
+        let (sol, method) = closest(hm, b.as_ref(), x0m.as_ref(), None);
+        for c in 0..nc {
+            for m in 0..mn {
+                for q in 0..ku2 {
+                    x.weight[(c * mn + m) * ku2 + q] = sol[(m, c * ku2 + q)];
+                }
+            }
+        }
+        return (x, method);
+    }
+    let (rows, cols) = (an * kt2, mn * ku2);
+    let a = Mat::from_fn(rows, cols, |r, col| {
+        let (ai, t) = (r / kt2, r % kt2);
+        let (m, q) = (col / ku2, col % ku2);
+        let (ty, tx, qy, qx) = (t / kt, t % kt, q / ku, q % ku);
+        match (ty.checked_sub(qy), tx.checked_sub(qx)) {
+            (Some(py), Some(px)) if py < kh && px < kh => h.weight[h.at(ai, m, py, px)],
+            _ => 0.0,
+        }
+    });
+    let b = MatRef::from_column_major_slice(&rhs.weight, rows, nc);
+    let x0m = MatRef::from_column_major_slice(&x0.weight, cols, nc);
+    let gram = (rows <= cols).then(|| structured_gram(h, ku, kt));
+    let (sol, method) = closest(a.as_ref(), b, x0m, gram);
+    for c in 0..nc {
+        for r in 0..cols {
+            x.weight[c * cols + r] = sol[(r, c)];
+        }
+    }
+    (x, method)
+}
+
+/// `A A^T` for the convolution operator of [`solve_factor`], from the small Gram matrix of
+/// `H`'s taps: `(A A^T)[(a,t),(a',t')] = sum_q P[(t-q, a), (t'-q, a')]` with
+/// `P[(p, a), (p', a')] = sum_m H[a, m, p] H[a', m, p']`. This replaces a
+/// `rows x rows x cols` product by a `(a K_h^2)^2 x m` one.
+fn structured_gram(h: &Kernel<f64>, ku: usize, kt: usize) -> Mat<f64> {
+    let (an, mn, kh) = (h.out, h.inp, h.k);
+    let kh2 = kh * kh;
+    let kt2 = kt * kt;
+    let m2 = Mat::from_fn(kh2 * an, mn, |r, m| {
+        let (p, a) = (r / an, r % an);
+        h.weight[h.at(a, m, p / kh, p % kh)]
+    });
+    let p = &m2 * m2.transpose();
+    let rows = an * kt2;
+    let mut g = Mat::<f64>::zeros(rows, rows);
+    let valid = |t: usize, q: usize| -> Option<usize> {
+        let (py, px) = ((t / kt).checked_sub(q / ku)?, (t % kt).checked_sub(q % ku)?);
+        (py < kh && px < kh).then_some(py * kh + px)
+    };
+    let mut pairs: Vec<(usize, usize)> = Vec::new();
+    for t in 0..kt2 {
+        for t2 in 0..kt2 {
+            pairs.clear();
+            pairs.extend((0..ku * ku).filter_map(|q| Some((valid(t, q)?, valid(t2, q)?))));
+            if pairs.is_empty() {
+                continue;
+            }
+            for a in 0..an {
+                for a2 in 0..an {
+                    let s: f64 = pairs
+                        .iter()
+                        .map(|&(p1, p2)| p[(p1 * an + a, p2 * an + a2)])
+                        .sum();
+                    g[(a * kt2 + t, a2 * kt2 + t2)] = s;
+                }
+            }
+        }
+    }
+    g
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Rng;
+
+    fn random(out: usize, inp: usize, k: usize, rng: &mut Rng) -> Kernel<f64> {
+        let mut f = Kernel::zeros(out, inp, k);
+        f.weight = rng.normals(f.weight.len(), 1.0);
+        f
+    }
+
+    #[test]
+    fn structured_gram_matches_dense() {
+        let mut rng = Rng::seed(5);
+        let h = random(3, 4, 3, &mut rng);
+        let (ku, kt) = (2, 4);
+        let g = structured_gram(&h, ku, kt);
+        let (kt2, ku2) = (kt * kt, ku * ku);
+        let a = Mat::from_fn(3 * kt2, 4 * ku2, |r, col| {
+            let (ai, t, m, q) = (r / kt2, r % kt2, col / ku2, col % ku2);
+            match ((t / kt).checked_sub(q / ku), (t % kt).checked_sub(q % ku)) {
+                (Some(py), Some(px)) if py < 3 && px < 3 => h.weight[h.at(ai, m, py, px)],
+                _ => 0.0,
+            }
+        });
+        let dense = &a * a.transpose();
+        let diff = (&dense - &g).norm_max();
+        assert!(diff < 1e-12, "{diff}");
+    }
+
+    #[test]
+    fn solve_f1_and_f2_are_exact_when_underdetermined() {
+        let mut rng = Rng::seed(9);
+        let g = pad_centered(&random(3, 2, 3, &mut rng), 5);
+        for (k1, k2, cm) in [(3, 3, 8), (5, 1, 4), (1, 5, 4)] {
+            let f1 = random(cm, 2, k1, &mut rng);
+            let f2 = random(3, cm, k2, &mut rng);
+            if cm * k1 * k1 >= 3 * 25 {
+                let (s1, _) = solve_f1(&g, &f2, &f1);
+                assert!(relative_residual(&g, &f2, &s1) < 1e-12, "f1 {k1} {k2}");
+            }
+            if cm * k2 * k2 >= 2 * 25 {
+                let (s2, _) = solve_f2(&g, &f1, &f2);
+                assert!(relative_residual(&g, &s2, &f1) < 1e-12, "f2 {k1} {k2}");
+            }
+        }
+    }
+}

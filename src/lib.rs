@@ -1,0 +1,8 @@
+//! # netmorph
+//!
+//! Network morphism (Wei, Wang, Rui and Chen, ICML 2016): grow a trained network into a
+//! deeper, wider, larger-kernel or sub-netted child with exactly the same network function.
+//! This crate is the facade over [`netmorph_core`]; see the README for a tour.
+#![deny(missing_docs)]
+
+pub use netmorph_core::*;
