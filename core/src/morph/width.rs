@@ -262,3 +262,15 @@ pub fn widen<T: Scalar>(
         MorphReport::closed_form("width", path.clone(), new_layers, nz),
     )
 }
+
+/// The dense or convolution layer that consumes the output channels of the layer at `path`
+/// (the `l + 1` of a width morph).
+///
+/// # Errors
+/// [`MorphError::NoSuchLayer`], [`MorphError::NotMorphable`] or [`MorphError::NoConsumer`].
+pub fn consumer<T: Scalar>(net: &Network<T>, path: &LayerPath) -> Result<LayerPath, MorphError> {
+    let mut layers = net.layers().to_vec();
+    let (seq, i) = locate(&mut layers, path, false)?;
+    linear_kernel(seq, i, path, "width")?;
+    find_consumer(net, seq, path).map(|s| path.with_last(s.j))
+}

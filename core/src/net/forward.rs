@@ -68,10 +68,7 @@ fn forward_layer<T: Scalar>(l: &Layer<T>, x: Tensor<T>) -> Tensor<T> {
                 sum = Some(match sum {
                     None => y,
                     Some(mut s) => {
-                        s.data
-                            .iter_mut()
-                            .zip(&y.data)
-                            .for_each(|(a, b)| *a += *b);
+                        s.data.iter_mut().zip(&y.data).for_each(|(a, b)| *a += *b);
                         s
                     }
                 });

@@ -3,6 +3,8 @@
 
 use core::fmt;
 
+use faer::Mat;
+
 use super::deconv::{max_abs, pad_centered, relative_residual, solve_f1, solve_f2};
 use super::lstsq::SolveMethod;
 use crate::{Kernel, Rng};
@@ -200,9 +202,33 @@ fn init_std(g: &Kernel<f64>, c_l: usize, overlap: usize) -> f64 {
     libm::sqrt(rms / libm::sqrt((c_l * overlap * overlap) as f64))
 }
 
+/// A random factor with entries of standard deviation about `std`. A `1 x 1` factor is a
+/// matrix whose shorter side is made orthonormal (QR of a Gaussian matrix, rescaled): a
+/// Gaussian matrix that is square or nearly so has condition number of order its size, and the
+/// solved factor would grow by that much and lose digits when rounded to f32. Orthonormal
+/// rows or columns keep the solved factor at `G`'s scale.
 fn random_kernel(out: usize, inp: usize, k: usize, std: f64, rng: &mut Rng) -> Kernel<f64> {
     let mut f = Kernel::zeros(out, inp, k);
     f.weight = rng.normals(f.weight.len(), std);
+    if k == 1 {
+        let (tall, short) = (out.max(inp), out.min(inp));
+        // Columns of `m` are the short side's vectors.
+        let m = Mat::from_fn(tall, short, |r, c| {
+            if out >= inp {
+                f.weight[r * inp + c]
+            } else {
+                f.weight[c * inp + r]
+            }
+        });
+        let q = m.qr().compute_thin_Q();
+        let scale = std * libm::sqrt(tall as f64);
+        for r in 0..tall {
+            for c in 0..short {
+                let at = if out >= inp { r * inp + c } else { c * inp + r };
+                f.weight[at] = q[(r, c)] * scale;
+            }
+        }
+    }
     f
 }
 
