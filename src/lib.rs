@@ -6,3 +6,8 @@
 #![deny(missing_docs)]
 
 pub use netmorph_core::*;
+
+/// The README's library example, run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -50,6 +50,12 @@ pub fn sequential<T: Scalar>(
             what: "a sequential subnet needs P >= 1 widths and P + 1 kernel sizes",
         });
     }
+    if let Some(&kernel) = params.kernels.iter().find(|k| *k % 2 == 0) {
+        return Err(MorphError::KernelNotOdd {
+            layer: path.clone(),
+            kernel,
+        });
+    }
     let (mut child, mut stage) = (net.clone(), path.clone());
     let (mut residual, mut solves, mut cond) = (0.0f64, 0, true);
     for s in 0..p {
