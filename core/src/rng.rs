@@ -17,6 +17,8 @@ use alloc::vec::Vec;
 #[derive(Clone, Debug)]
 pub struct Rng {
     s: [u64; 4],
+    /// The second normal of the last polar-method pair.
+    spare: Option<f64>,
 }
 
 impl Rng {
@@ -32,6 +34,7 @@ impl Rng {
         };
         Self {
             s: [next(), next(), next(), next()],
+            spare: None,
         }
     }
 
@@ -64,16 +67,36 @@ impl Rng {
         ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
     }
 
-    /// Standard normal sample (Box-Muller).
+    /// Standard normal sample (Marsaglia's polar method: one logarithm per two samples, no
+    /// trigonometry; the second sample of each pair is kept for the next call).
     pub fn normal(&mut self) -> f64 {
-        let u1 = 1.0 - self.uniform(); // (0, 1]
-        let u2 = self.uniform();
-        libm::sqrt(-2.0 * libm::log(u1)) * libm::cos(core::f64::consts::TAU * u2)
+        if let Some(z) = self.spare.take() {
+            return z;
+        }
+        loop {
+            let u = 2.0 * self.uniform() - 1.0;
+            let v = 2.0 * self.uniform() - 1.0;
+            let s = u * u + v * v;
+            if s > 0.0 && s < 1.0 {
+                let f = libm::sqrt(-2.0 * libm::log(s) / s);
+                self.spare = Some(v * f);
+                return u * f;
+            }
+        }
     }
 
     /// `n` independent normal samples with standard deviation `std`.
     pub fn normals(&mut self, n: usize, std: f64) -> Vec<f64> {
         (0..n).map(|_| std * self.normal()).collect()
+    }
+
+    /// `n` independent samples uniform on `[-sqrt(3) std, sqrt(3) std)` (standard deviation
+    /// `std`): ten times cheaper than normals, for large random initialisations.
+    pub fn uniforms(&mut self, n: usize, std: f64) -> Vec<f64> {
+        let half = std * libm::sqrt(3.0);
+        (0..n)
+            .map(|_| half * (2.0 * self.uniform() - 1.0))
+            .collect()
     }
 
     /// A uniformly random permutation of `0..n` (Fisher-Yates).

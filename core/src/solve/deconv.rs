@@ -17,39 +17,41 @@
 
 use alloc::vec::Vec;
 
-use faer::{Mat, MatRef};
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, MatMut, MatRef};
 
 use super::lstsq::{closest, SolveMethod};
+use super::par;
 use crate::Kernel;
 
 /// Eq. (6): the composed filter `F_{l+1} (*) F_l` of shape `(f2.out, f1.inp, K_1 + K_2 - 1)`.
 /// Biases are ignored (the result's bias is zero).
+///
+/// Computed as `K_2^2` matrix products, one per tap `p` of `F_{l+1}`:
+/// `R_p = F_{l+1}[:, :, p] F_l` with `F_l` viewed as its row-major `C_l x (C_{l-1} K_1^2)`
+/// matrix, then `G~[:, i, p + q] += R_p[:, (i, q)]`.
 ///
 /// # Panics
 /// If `f2.inp != f1.out`.
 #[track_caller]
 pub fn compose(f2: &Kernel<f64>, f1: &Kernel<f64>) -> Kernel<f64> {
     assert_eq!(f2.inp, f1.out, "compose: middle channels differ");
-    let kt = f1.k + f2.k - 1;
-    let mut g = Kernel::zeros(f2.out, f1.inp, kt);
-    for o in 0..f2.out {
-        for m in 0..f2.inp {
-            for py in 0..f2.k {
-                for px in 0..f2.k {
-                    let w2 = f2.weight[f2.at(o, m, py, px)];
-                    if w2 == 0.0 {
-                        continue;
-                    }
-                    for i in 0..f1.inp {
-                        for qy in 0..f1.k {
-                            let src = f1.at(m, i, qy, 0);
-                            let dst = g.at(o, i, py + qy, px);
-                            for qx in 0..f1.k {
-                                g.weight[dst + qx] += w2 * f1.weight[src + qx];
-                            }
-                        }
-                    }
-                }
+    let (co, cm, ci) = (f2.out, f2.inp, f1.inp);
+    let (k1, k2) = (f1.k, f2.k);
+    let (kt, k1s, k2s) = (k1 + k2 - 1, k1 * k1, k2 * k2);
+    let f1m = MatRef::from_row_major_slice(&f1.weight, cm, ci * k1s);
+    let mut g = Kernel::zeros(co, ci, kt);
+    let mut r = Mat::<f64>::zeros(co, ci * k1s);
+    for p in 0..k2s {
+        let tap = Mat::from_fn(co, cm, |o, m| f2.weight[(o * cm + m) * k2s + p]);
+        matmul(r.as_mut(), Accum::Replace, &tap, f1m, 1.0, par());
+        let (py, px) = (p / k2, p % k2);
+        for j in 0..ci * k1s {
+            let (i, q) = (j / k1s, j % k1s);
+            let col = r.col_as_slice(j);
+            for (o, v) in col.iter().enumerate() {
+                let at = g.at(o, i, py + q / k1, px + q % k1);
+                g.weight[at] += v;
             }
         }
     }
@@ -123,6 +125,17 @@ pub fn solve_f1(
     f2: &Kernel<f64>,
     f1_init: &Kernel<f64>,
 ) -> (Kernel<f64>, SolveMethod) {
+    if f2.k == 1 {
+        // A = F_{l+1} (x) I: `F_{l+1} X = G~` with X's columns the (input channel, tap)
+        // pairs, which is exactly the row-major layout of `F_l` and `G~`: no copies.
+        let (co, cm, cols) = (f2.out, f2.inp, g_tilde.inp * g_tilde.k * g_tilde.k);
+        let a = MatRef::from_row_major_slice(&f2.weight, co, cm);
+        let b = MatRef::from_row_major_slice(&g_tilde.weight, co, cols);
+        let mut f1 = f1_init.clone();
+        let x = MatMut::from_row_major_slice_mut(&mut f1.weight, cm, cols);
+        let method = closest(a, b, x, None);
+        return (f1, method);
+    }
     let (x, method) = solve_factor(
         f2,
         &transpose_channels(g_tilde),
@@ -158,38 +171,47 @@ fn solve_factor(
         let b = Mat::from_fn(an, nc * kt2, |a, j| {
             rhs.weight[(j / kt2 * an + a) * kt2 + j % kt2]
         });
-        let x0m = Mat::from_fn(mn, nc * ku2, |m, j| {
+        let mut sol = Mat::from_fn(mn, nc * ku2, |m, j| {
             x0.weight[(j / ku2 * mn + m) * ku2 + j % ku2]
         });
-        let (sol, method) = closest(hm, b.as_ref(), x0m.as_ref(), None);
+        let method = closest(hm, b.as_ref(), sol.as_mut(), None);
         for c in 0..nc {
-            for m in 0..mn {
-                for q in 0..ku2 {
-                    x.weight[(c * mn + m) * ku2 + q] = sol[(m, c * ku2 + q)];
+            for q in 0..ku2 {
+                let col = sol.col(c * ku2 + q);
+                for m in 0..mn {
+                    x.weight[(c * mn + m) * ku2 + q] = col[m];
                 }
             }
         }
         return (x, method);
     }
     let (rows, cols) = (an * kt2, mn * ku2);
-    let a = Mat::from_fn(rows, cols, |r, col| {
-        let (ai, t) = (r / kt2, r % kt2);
-        let (m, q) = (col / ku2, col % ku2);
-        let (ty, tx, qy, qx) = (t / kt, t % kt, q / ku, q % ku);
-        match (ty.checked_sub(qy), tx.checked_sub(qx)) {
-            (Some(py), Some(px)) if py < kh && px < kh => h.weight[h.at(ai, m, py, px)],
-            _ => 0.0,
-        }
-    });
-    let b = MatRef::from_column_major_slice(&rhs.weight, rows, nc);
-    let x0m = MatRef::from_column_major_slice(&x0.weight, cols, nc);
-    let gram = (rows <= cols).then(|| structured_gram(h, ku, kt));
-    let (sol, method) = closest(a.as_ref(), b, x0m, gram);
-    for c in 0..nc {
-        for r in 0..cols {
-            x.weight[c * cols + r] = sol[(r, c)];
+    // A[(a, t), (m, q)] = H[a, m, t - q], filled row by row.
+    let mut a = alloc::vec![0.0; rows * cols];
+    for ai in 0..an {
+        for ty in 0..kt {
+            for tx in 0..kt {
+                let row = &mut a[(ai * kt2 + ty * kt + tx) * cols..][..cols];
+                for m in 0..mn {
+                    for qy in ty.saturating_sub(kh - 1)..=ty.min(ku - 1) {
+                        for qx in tx.saturating_sub(kh - 1)..=tx.min(ku - 1) {
+                            row[m * ku2 + qy * ku + qx] = h.weight[h.at(ai, m, ty - qy, tx - qx)];
+                        }
+                    }
+                }
+            }
         }
     }
+    let a = MatRef::from_row_major_slice(&a, rows, cols);
+    let b = MatRef::from_column_major_slice(&rhs.weight, rows, nc);
+    x.weight.copy_from_slice(&x0.weight);
+    let gram = (rows <= cols).then(|| structured_gram(h, ku, kt));
+    let method = closest(
+        a,
+        b,
+        MatMut::from_column_major_slice_mut(&mut x.weight, cols, nc),
+        gram,
+    );
     (x, method)
 }
 
@@ -205,28 +227,34 @@ fn structured_gram(h: &Kernel<f64>, ku: usize, kt: usize) -> Mat<f64> {
         let (p, a) = (r / an, r % an);
         h.weight[h.at(a, m, p / kh, p % kh)]
     });
-    let p = &m2 * m2.transpose();
+    let mut p = Mat::<f64>::zeros(kh2 * an, kh2 * an);
+    matmul(p.as_mut(), Accum::Replace, &m2, m2.transpose(), 1.0, par());
     let rows = an * kt2;
     let mut g = Mat::<f64>::zeros(rows, rows);
-    let valid = |t: usize, q: usize| -> Option<usize> {
+    let tap = |t: usize, q: usize| -> Option<usize> {
         let (py, px) = ((t / kt).checked_sub(q / ku)?, (t % kt).checked_sub(q % ku)?);
         (py < kh && px < kh).then_some(py * kh + px)
     };
     let mut pairs: Vec<(usize, usize)> = Vec::new();
+    let mut acc = alloc::vec![0.0; an];
     for t in 0..kt2 {
         for t2 in 0..kt2 {
             pairs.clear();
-            pairs.extend((0..ku * ku).filter_map(|q| Some((valid(t, q)?, valid(t2, q)?))));
+            pairs.extend((0..ku * ku).filter_map(|q| Some((tap(t, q)?, tap(t2, q)?))));
             if pairs.is_empty() {
                 continue;
             }
-            for a in 0..an {
-                for a2 in 0..an {
-                    let s: f64 = pairs
-                        .iter()
-                        .map(|&(p1, p2)| p[(p1 * an + a, p2 * an + a2)])
-                        .sum();
-                    g[(a * kt2 + t, a2 * kt2 + t2)] = s;
+            // Column (a', t2) of the Gram matrix, rows (a, t): P is symmetric, so read
+            // P[(p2, a'), (p1, a)] down a contiguous column.
+            for a2 in 0..an {
+                acc.iter_mut().for_each(|v| *v = 0.0);
+                for &(p1, p2) in &pairs {
+                    let col = &p.col_as_slice(p2 * an + a2)[p1 * an..(p1 + 1) * an];
+                    acc.iter_mut().zip(col).for_each(|(s, v)| *s += v);
+                }
+                let mut gcol = g.col_mut(a2 * kt2 + t2);
+                for (a, v) in acc.iter().enumerate() {
+                    gcol[a * kt2 + t] = *v;
                 }
             }
         }

@@ -6,3 +6,15 @@
 pub mod algorithm;
 pub mod deconv;
 pub mod lstsq;
+
+/// Parallelism for the solvers' matmuls: every core with the `rayon` feature, else sequential.
+pub(crate) fn par() -> faer::Par {
+    #[cfg(feature = "rayon")]
+    {
+        faer::Par::rayon(0)
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        faer::Par::Seq
+    }
+}
