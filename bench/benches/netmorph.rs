@@ -1,9 +1,8 @@
 //! Criterion benchmarks. `cargo bench -p netmorph-bench -- depth_solve`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use netmorph_bench::conv_parent;
+use netmorph_bench::{conv_parent, DEPTH_CASES};
 use netmorph_core::morph::depth::{deepen, DepthParams};
-use netmorph_core::solve::algorithm::Algorithm;
 use netmorph_core::{LayerPath, Rng, Scalar};
 
 /// The two depth solves: G (64,64,3,3) -> C_l = 256, K_1 = K_2 = 3 with Algorithm 1,

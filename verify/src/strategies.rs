@@ -424,10 +424,11 @@ fn depth_op<T: Scalar>(net: &Network<T>, linear: &[LayerPath], ch: &OpChoice) ->
     if k1 + k2 - 1 < k {
         k1 = k;
     }
-    // Algorithm 1 needs condition (7); find the smallest C_l meeting it.
+    // Algorithm 1 needs condition (7); find the smallest C_l meeting it, plus one: at the
+    // boundary the deconvolution can be rank deficient (see `Algorithm::Auto`).
     let general_cl = (1..=64).find(|&c| condition7(inp, c, out, k1, k2));
     let (algorithm, c_l) = match (r2 % 3, general_cl) {
-        (0, Some(c)) if c <= 48 => (Algorithm::General, c + r3 % 3),
+        (0, Some(c)) if c <= 48 => (Algorithm::General, c + 1 + r3 % 3),
         _ => {
             // Algorithm 2: make F_l expand G (C_l >= C_{l+1}, K_1 >= K).
             k1 = k1.max(k);

@@ -18,7 +18,15 @@ pub enum Algorithm {
     /// Algorithm 2: shrink the non-expanding factor's kernel until the residual is zero,
     /// zero-pad it back, rescale both factors to equal standard deviation.
     Practical,
-    /// Algorithm 1 when condition (7) holds, Algorithm 2 otherwise.
+    /// Algorithm 1 when condition (7) holds and it reaches zero residual, Algorithm 2 otherwise.
+    ///
+    /// Condition (7) counts unknowns against equations, but the deconvolution matrix can be
+    /// rank deficient even when it has more columns than rows: with `K_2 <= K_1`, every pair
+    /// of middle channels `(m, m')` gives null vectors `(X_m, X_m') = (F_{l+1}[o, m'], -F_{l+1}[o, m])`
+    /// (the Koszul syzygies of the polynomial view of convolution). For `C_{l+1} = 1`,
+    /// `K_1 = K_2 = 3` and `C_l = 3`, (7) holds (27 >= 25) yet the rank is at most 24, and
+    /// Algorithm 1 cannot be exact. Our property tests found this case; `Auto` then falls back
+    /// to Algorithm 2.
     Auto,
 }
 
@@ -183,7 +191,9 @@ pub fn decompose(
     match algorithm {
         Algorithm::General => general(g, c_l, k1, k2, cond, opts, rng),
         Algorithm::Practical => practical(g, c_l, k1, k2, cond, opts, rng),
-        Algorithm::Auto if cond => general(g, c_l, k1, k2, cond, opts, rng),
+        // Condition (7) is necessary, not sufficient: see `Algorithm::Auto`.
+        Algorithm::Auto if cond => general(g, c_l, k1, k2, cond, opts, rng)
+            .or_else(|_| practical(g, c_l, k1, k2, cond, opts, rng)),
         Algorithm::Auto => practical(g, c_l, k1, k2, cond, opts, rng),
     }
 }
@@ -430,6 +440,24 @@ mod tests {
             &mut Rng::seed(1),
         );
         assert!(matches!(r, Err(SolveError::NotConverged { .. })));
+    }
+
+    #[test]
+    fn auto_falls_back_when_condition7_holds_but_rank_is_short() {
+        // C_{l+1} = C_{l-1} = 1, C_l = 3, K_1 = K_2 = 3: (7) holds (27 >= 25), but three
+        // Koszul syzygies leave rank <= 24 < 25 equations.
+        let mut g = Kernel::zeros(1, 1, 1);
+        g.weight[0] = 1.0;
+        assert!(condition7(1, 3, 1, 3, 3));
+        let opts = SolveOptions {
+            tol: 1e-11,
+            max_iter: 5,
+        };
+        let general = decompose(&g, 3, 3, 3, Algorithm::General, &opts, &mut Rng::seed(1));
+        assert!(matches!(general, Err(SolveError::NotConverged { .. })));
+        let auto = decompose(&g, 3, 3, 3, Algorithm::Auto, &opts, &mut Rng::seed(1)).unwrap();
+        assert_eq!(auto.algorithm, Algorithm::Practical);
+        assert!(auto.residual <= opts.tol);
     }
 
     #[test]
