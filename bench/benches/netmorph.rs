@@ -15,10 +15,12 @@ fn depth_solve_for<T: Scalar>(c: &mut Criterion) {
         params.algorithm = case.algorithm;
         group.bench_function(BenchmarkId::from_parameter(case.name), |b| {
             let mut rng = Rng::seed(2);
-            b.iter(|| match deepen(&net, &LayerPath::top(0), &params, &mut rng) {
-                Ok(r) => r,
-                Err(e) => panic!("{e}"),
-            });
+            b.iter(
+                || match deepen(&net, &LayerPath::top(0), &params, &mut rng) {
+                    Ok(r) => r,
+                    Err(e) => panic!("{e}"),
+                },
+            );
         });
     }
     group.finish();
