@@ -17,6 +17,7 @@ mod rng;
 mod scalar;
 pub mod solve;
 mod tensor;
+pub mod train;
 
 pub use net::{
     ActKind, Conv2d, Kernel, Layer, LayerPath, NetError, Network, PActivation, Pool, Shape,

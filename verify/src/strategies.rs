@@ -191,6 +191,30 @@ pub fn network<T: Scalar>() -> impl Strategy<Value = Network<T>> {
     prop_oneof![2 => convnet::<T>(), 1 => mlp::<T>()]
 }
 
+/// Networks whose function is smooth everywhere (for finite-difference gradient checks):
+/// ReLU becomes TanH and max pooling becomes average pooling; everything else as
+/// [`network`]. ReLU and max pooling have their own kink-free checks.
+pub fn smooth_network<T: Scalar>() -> impl Strategy<Value = Network<T>> {
+    network::<T>().prop_map(|net| {
+        let layers = net.layers().iter().map(smooth_layer).collect();
+        match Network::new(net.input_shape(), layers) {
+            Ok(n) => n,
+            Err(e) => panic!("smoothing changed the structure: {e}"),
+        }
+    })
+}
+
+fn smooth_layer<T: Scalar>(l: &Layer<T>) -> Layer<T> {
+    match l {
+        Layer::Activation(p) if p.kind == ActKind::Relu => Layer::Activation(PActivation {
+            kind: ActKind::Tanh,
+            a: p.a.clone(),
+        }),
+        Layer::MaxPool2d(p) => Layer::AvgPool2d(*p),
+        other => other.clone(),
+    }
+}
+
 /// The kinds of operation a plan draws from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OpKind {

@@ -4,7 +4,9 @@
 //! New channels need `F~_l(c, .) (*) F~_{l+1}(., c) = 0` (eq. 18): one side zero, the other
 //! random at the scale of the existing weights. We zero the side with fewer parameters, unless
 //! a new channel would not stay zero through the activations in between (`phi(0) != 0`, e.g.
-//! sigmoid), where only zeroing the outgoing side is exact (morphism notes, section 7). Then a
+//! sigmoid), where only zeroing the outgoing side is exact (morphism notes, section 7), or a
+//! ReLU lies in between: a zero-input ReLU unit sits on its kink and gets no gradient, so it
+//! could never start learning; zeroing the outgoing side keeps it trainable. Then a
 //! random permutation of the `C~_l` channels, applied to `F_l`'s rows and bias, the
 //! P-activations' `a`, and `F_{l+1}`'s input columns (whole `H'W'` blocks after a Flatten).
 
@@ -12,7 +14,7 @@ use alloc::vec::Vec;
 
 use super::{finish, linear_kernel, locate, nonzero_fraction, MorphError, MorphReport, NewLayer};
 use crate::solve::algorithm::std_dev;
-use crate::{Layer, LayerPath, Network, PActivation, Rng, Scalar};
+use crate::{ActKind, Layer, LayerPath, Network, PActivation, Rng, Scalar};
 
 /// The stretch of a sequence from a widened layer `l` to the layer `l + 1` consuming its
 /// channels.
@@ -217,8 +219,14 @@ pub fn widen<T: Scalar>(
             Layer::Activation(p) => PActivation::eval(p.kind, T::zero(), v),
             _ => v,
         });
+    // A new ReLU unit with zero input sits on the kink, where relu'(0) = 0: neither its
+    // incoming nor its outgoing weights would ever receive a gradient (a dead unit). Our
+    // gradient checks found this; such spans zero the outgoing side instead.
+    let kinked = seq[span.i + 1..span.j]
+        .iter()
+        .any(|l| matches!(l, Layer::Activation(p) if p.kind == ActKind::Relu));
     let (n_in, n_out) = (f1.inp * f1.k * f1.k, f2.out * span.block * f2.k * f2.k);
-    let zero_incoming = zero_through == T::zero() && n_in <= n_out;
+    let zero_incoming = zero_through == T::zero() && !kinked && n_in <= n_out;
     let std_of = |w: &[T]| {
         let s = std_dev(&w.iter().map(|v| v.as_f64()).collect::<Vec<_>>());
         if s > 0.0 {

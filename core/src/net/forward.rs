@@ -37,14 +37,14 @@ impl<T: Scalar> Network<T> {
 }
 
 /// Runs a validated sequence.
-fn forward_seq<T: Scalar>(layers: &[Layer<T>], mut x: Tensor<T>) -> Tensor<T> {
+pub(crate) fn forward_seq<T: Scalar>(layers: &[Layer<T>], mut x: Tensor<T>) -> Tensor<T> {
     for l in layers {
         x = forward_layer(l, x);
     }
     x
 }
 
-fn forward_layer<T: Scalar>(l: &Layer<T>, x: Tensor<T>) -> Tensor<T> {
+pub(crate) fn forward_layer<T: Scalar>(l: &Layer<T>, x: Tensor<T>) -> Tensor<T> {
     let out_shape = match infer_layer(l, x.shape, &LayerPath::default()) {
         Ok(s) => s,
         // Networks are validated on construction; shapes cannot fail here.
@@ -99,35 +99,13 @@ fn dense<T: Scalar>(k: &Kernel<T>, x: &Tensor<T>) -> Tensor<T> {
 /// patch matrix times the `C_out x (C_in K K)` filter matrix.
 fn conv<T: Scalar>(c: &Conv2d<T>, x: &Tensor<T>, out: Shape) -> Tensor<T> {
     let k = &c.kernel;
-    let (kk, s, pad) = (k.k, c.stride, c.pad);
-    let (h, w) = (x.shape.h, x.shape.w);
     let (ho, wo) = (out.h, out.w);
-    let rows = k.inp * kk * kk;
+    let rows = k.inp * k.k * k.k;
     let mut cols = alloc::vec![T::zero(); rows * ho * wo];
     let mut y = alloc::vec![T::zero(); x.n * out.len()];
     let wm = MatRef::from_row_major_slice(&k.weight, k.out, rows);
     for (img, yimg) in y.chunks_exact_mut(out.len()).enumerate() {
-        let xs = x.sample(img);
-        for (r, col) in cols.chunks_exact_mut(ho * wo).enumerate() {
-            let (i, dy, dx) = (r / (kk * kk), (r / kk) % kk, r % kk);
-            let plane = &xs[i * h * w..(i + 1) * h * w];
-            for oy in 0..ho {
-                let iy = (oy * s + dy).wrapping_sub(pad);
-                let row = &mut col[oy * wo..(oy + 1) * wo];
-                if iy >= h {
-                    row.fill(T::zero());
-                    continue;
-                }
-                for (ox, v) in row.iter_mut().enumerate() {
-                    let ix = (ox * s + dx).wrapping_sub(pad);
-                    *v = if ix < w {
-                        plane[iy * w + ix]
-                    } else {
-                        T::zero()
-                    };
-                }
-            }
-        }
+        im2col(x.sample(img), x.shape, c, out, &mut cols);
         for (o, plane) in yimg.chunks_exact_mut(ho * wo).enumerate() {
             plane.fill(k.bias[o]);
         }
@@ -142,14 +120,73 @@ fn conv<T: Scalar>(c: &Conv2d<T>, x: &Tensor<T>, out: Shape) -> Tensor<T> {
     }
 }
 
+/// The `(C_in K K) x (H' W')` patch matrix of one sample (row-major), zeros outside the image.
+pub(crate) fn im2col<T: Scalar>(xs: &[T], input: Shape, c: &Conv2d<T>, out: Shape, cols: &mut [T]) {
+    let (kk, s, pad) = (c.kernel.k, c.stride, c.pad);
+    let (h, w, ho, wo) = (input.h, input.w, out.h, out.w);
+    for (r, col) in cols.chunks_exact_mut(ho * wo).enumerate() {
+        let (i, dy, dx) = (r / (kk * kk), (r / kk) % kk, r % kk);
+        let plane = &xs[i * h * w..(i + 1) * h * w];
+        for oy in 0..ho {
+            let iy = (oy * s + dy).wrapping_sub(pad);
+            let row = &mut col[oy * wo..(oy + 1) * wo];
+            if iy >= h {
+                row.fill(T::zero());
+                continue;
+            }
+            for (ox, v) in row.iter_mut().enumerate() {
+                let ix = (ox * s + dx).wrapping_sub(pad);
+                *v = if ix < w {
+                    plane[iy * w + ix]
+                } else {
+                    T::zero()
+                };
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: adds each patch-matrix entry back onto its input pixel.
+pub(crate) fn col2im<T: Scalar>(
+    cols: &[T],
+    input: Shape,
+    c: &Conv2d<T>,
+    out: Shape,
+    dxs: &mut [T],
+) {
+    let (kk, s, pad) = (c.kernel.k, c.stride, c.pad);
+    let (h, w, ho, wo) = (input.h, input.w, out.h, out.w);
+    for (r, col) in cols.chunks_exact(ho * wo).enumerate() {
+        let (i, dy, dx) = (r / (kk * kk), (r / kk) % kk, r % kk);
+        let plane = &mut dxs[i * h * w..(i + 1) * h * w];
+        for oy in 0..ho {
+            let iy = (oy * s + dy).wrapping_sub(pad);
+            if iy >= h {
+                continue;
+            }
+            for (ox, v) in col[oy * wo..(oy + 1) * wo].iter().enumerate() {
+                let ix = (ox * s + dx).wrapping_sub(pad);
+                if ix < w {
+                    plane[iy * w + ix] += *v;
+                }
+            }
+        }
+    }
+}
+
+/// The window `[y0, y1) x [x0, x1)` of pooling output `(oy, ox)`.
+pub(crate) fn window(p: &Pool, input: Shape, oy: usize, ox: usize) -> (usize, usize, usize, usize) {
+    let (y0, x0) = (oy * p.stride, ox * p.stride);
+    (y0, (y0 + p.k).min(input.h), x0, (x0 + p.k).min(input.w))
+}
+
 fn pool<T: Scalar>(p: &Pool, x: &Tensor<T>, out: Shape, max: bool) -> Tensor<T> {
-    let (h, w) = (x.shape.h, x.shape.w);
+    let w = x.shape.w;
     let mut y = Vec::with_capacity(x.n * out.len());
-    for plane in x.data.chunks_exact(h * w) {
+    for plane in x.data.chunks_exact(x.shape.h * w) {
         for oy in 0..out.h {
-            let (y0, y1) = (oy * p.stride, (oy * p.stride + p.k).min(h));
             for ox in 0..out.w {
-                let (x0, x1) = (ox * p.stride, (ox * p.stride + p.k).min(w));
+                let (y0, y1, x0, x1) = window(p, x.shape, oy, ox);
                 let window =
                     (y0..y1).flat_map(|iy| plane[iy * w + x0..iy * w + x1].iter().copied());
                 y.push(if max {

@@ -163,6 +163,29 @@ impl ActKind {
         }
     }
 
+    /// phi'(x) (ReLU: 0 at x = 0).
+    #[inline]
+    pub fn derivative<T: Scalar>(self, x: T) -> T {
+        match self {
+            Self::Relu => {
+                if x > T::zero() {
+                    T::one()
+                } else {
+                    T::zero()
+                }
+            }
+            Self::Tanh => {
+                let t = x.tanh();
+                T::one() - t * t
+            }
+            Self::Sigmoid => {
+                let s = self.apply(x);
+                s * (T::one() - s)
+            }
+            Self::Identity => T::one(),
+        }
+    }
+
     /// Lower-case name (`"relu"`, `"tanh"`, `"sigmoid"`, `"identity"`).
     pub const fn name(self) -> &'static str {
         match self {

@@ -1,9 +1,11 @@
 //! Networks: layers, validation and the forward pass.
 
+mod backward;
 mod forward;
 mod layer;
 mod network;
 
+pub use backward::{Gradients, Trace};
 pub use layer::{ActKind, Conv2d, Kernel, Layer, PActivation, Pool, Shape};
 pub(crate) use network::seq_at_mut;
 pub use network::{LayerPath, NetError, Network, MAX_PATH_DEPTH};

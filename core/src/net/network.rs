@@ -213,6 +213,11 @@ impl<T: Scalar> Network<T> {
         &self.layers
     }
 
+    /// Mutable parameters; the structure must not change (the optimiser only updates values).
+    pub(crate) fn layers_mut(&mut self) -> &mut [Layer<T>] {
+        &mut self.layers
+    }
+
     /// Gives the layers back.
     pub fn into_layers(self) -> Vec<Layer<T>> {
         self.layers

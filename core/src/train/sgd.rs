@@ -1,0 +1,203 @@
+//! Stochastic gradient descent with momentum, weight decay and a learning-rate schedule
+//! (Caffe's update: `v = m v + lr (g + wd w)`, `w -= v`).
+
+use alloc::vec::Vec;
+
+use super::TrainError;
+use crate::net::Gradients;
+use crate::{Layer, Network, Scalar};
+
+/// Learning rate over iterations.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Schedule {
+    /// The base rate throughout.
+    Constant,
+    /// Multiply by `gamma` every `every` iterations (Caffe's "step" policy).
+    Step {
+        /// Iterations per step.
+        every: usize,
+        /// Factor per step.
+        gamma: f64,
+    },
+    /// Cosine decay from the base rate to `min` over `total` iterations.
+    Cosine {
+        /// Iterations of the decay.
+        total: usize,
+        /// Final rate.
+        min: f64,
+    },
+}
+
+/// Optimiser settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SgdConfig {
+    /// Base learning rate.
+    pub lr: f64,
+    /// Momentum `m`.
+    pub momentum: f64,
+    /// L2 weight decay on weights (not on biases or `a`).
+    pub weight_decay: f64,
+    /// Learning-rate multiplier for biases (Caffe's cifar10_quick uses 2).
+    pub bias_lr_mult: f64,
+    /// Schedule.
+    pub schedule: Schedule,
+}
+
+impl SgdConfig {
+    /// The learning rate at iteration `iter`.
+    pub fn lr_at(&self, iter: usize) -> f64 {
+        match self.schedule {
+            Schedule::Constant => self.lr,
+            Schedule::Step { every, gamma } => {
+                self.lr * libm::pow(gamma, (iter / every.max(1)) as f64)
+            }
+            Schedule::Cosine { total, min } => {
+                let t = (iter.min(total) as f64) / total.max(1) as f64;
+                min + 0.5 * (self.lr - min) * (1.0 + libm::cos(core::f64::consts::PI * t))
+            }
+        }
+    }
+}
+
+/// SGD state: the configuration, the momentum buffers and the iteration count.
+#[derive(Clone, Debug)]
+pub struct Sgd<T> {
+    config: SgdConfig,
+    velocity: Option<Vec<Layer<T>>>,
+    iter: usize,
+}
+
+impl<T: Scalar> Sgd<T> {
+    /// A fresh optimiser (zero momentum, iteration 0).
+    pub fn new(config: SgdConfig) -> Self {
+        Self {
+            config,
+            velocity: None,
+            iter: 0,
+        }
+    }
+
+    /// Iterations done.
+    pub fn iteration(&self) -> usize {
+        self.iter
+    }
+
+    /// Applies one update to `net` with `grads`; P-activation `a` is clamped to `[0, 1]`.
+    ///
+    /// # Errors
+    /// [`TrainError::Structure`] if `grads` (or the momentum state) does not have the
+    /// network's structure; the network is then left unchanged.
+    pub fn step(&mut self, net: &mut Network<T>, grads: &Gradients<T>) -> Result<(), TrainError> {
+        if !same_structure(net.layers(), grads.layers()) {
+            return Err(TrainError::Structure);
+        }
+        let velocity = match self.velocity.take() {
+            Some(v) if same_structure(net.layers(), &v) => v,
+            Some(_) => return Err(TrainError::Structure),
+            None => zeroed(grads.layers()),
+        };
+        let lr = self.config.lr_at(self.iter);
+        let mut velocity = velocity;
+        update_seq(
+            net.layers_mut(),
+            grads.layers(),
+            &mut velocity,
+            &self.config,
+            lr,
+        );
+        self.velocity = Some(velocity);
+        self.iter += 1;
+        Ok(())
+    }
+}
+
+fn zeroed<T: Scalar>(layers: &[Layer<T>]) -> Vec<Layer<T>> {
+    let mut v = layers.to_vec();
+    for_each_param(&mut v, &mut |x: &mut T| *x = T::zero());
+    v
+}
+
+fn for_each_param<T: Scalar>(layers: &mut [Layer<T>], f: &mut impl FnMut(&mut T)) {
+    for l in layers {
+        match l {
+            Layer::Dense(k) | Layer::Conv2d(crate::Conv2d { kernel: k, .. }) => {
+                k.weight
+                    .iter_mut()
+                    .chain(k.bias.iter_mut())
+                    .for_each(&mut *f);
+            }
+            Layer::Activation(p) => p.a.iter_mut().for_each(&mut *f),
+            Layer::ParallelSum(bs) => bs.iter_mut().for_each(|b| for_each_param(b, f)),
+            _ => {}
+        }
+    }
+}
+
+fn same_structure<T: Scalar>(a: &[Layer<T>], b: &[Layer<T>]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| match (x, y) {
+            (Layer::ParallelSum(p), Layer::ParallelSum(q)) => {
+                p.len() == q.len() && p.iter().zip(q).all(|(u, v)| same_structure(u, v))
+            }
+            (Layer::Activation(p), Layer::Activation(q)) => p.a.len() == q.a.len(),
+            _ => match (x.kernel(), y.kernel()) {
+                (Some(k), Some(g)) => {
+                    k.weight.len() == g.weight.len() && k.bias.len() == g.bias.len()
+                }
+                (None, None) => x.name() == y.name(),
+                _ => false,
+            },
+        })
+}
+
+fn momentum_step<T: Scalar>(w: &mut [T], g: &[T], v: &mut [T], m: f64, lr: f64, wd: f64) {
+    let (m, lr, wd) = (T::of_f64(m), T::of_f64(lr), T::of_f64(wd));
+    for ((w, g), v) in w.iter_mut().zip(g).zip(v) {
+        *v = m * *v + lr * (*g + wd * *w);
+        *w -= *v;
+    }
+}
+
+fn update_seq<T: Scalar>(
+    layers: &mut [Layer<T>],
+    grads: &[Layer<T>],
+    vel: &mut [Layer<T>],
+    c: &SgdConfig,
+    lr: f64,
+) {
+    for ((l, g), v) in layers.iter_mut().zip(grads).zip(vel.iter_mut()) {
+        match (l, g, v) {
+            (Layer::ParallelSum(bs), Layer::ParallelSum(gs), Layer::ParallelSum(vs)) => {
+                for ((b, gb), vb) in bs.iter_mut().zip(gs).zip(vs.iter_mut()) {
+                    update_seq(b, gb, vb, c, lr);
+                }
+            }
+            (Layer::Activation(p), Layer::Activation(gp), Layer::Activation(vp)) => {
+                momentum_step(&mut p.a, &gp.a, &mut vp.a, c.momentum, lr, 0.0);
+                p.a.iter_mut()
+                    .for_each(|a| *a = a.max(T::zero()).min(T::one()));
+            }
+            (l, g, v) => {
+                if let (Some(k), Some(gk), Some(vk)) = (l.kernel_mut(), g.kernel(), v.kernel_mut())
+                {
+                    momentum_step(
+                        &mut k.weight,
+                        &gk.weight,
+                        &mut vk.weight,
+                        c.momentum,
+                        lr,
+                        c.weight_decay,
+                    );
+                    momentum_step(
+                        &mut k.bias,
+                        &gk.bias,
+                        &mut vk.bias,
+                        c.momentum,
+                        lr * c.bias_lr_mult,
+                        0.0,
+                    );
+                }
+            }
+        }
+    }
+}
