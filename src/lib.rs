@@ -7,6 +7,8 @@
 
 pub use netmorph_core::*;
 
+pub mod model_file;
+
 /// The README's library example, run as a doctest.
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

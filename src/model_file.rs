@@ -1,0 +1,394 @@
+//! Model files: one `.safetensors` file per network, tensors in PyTorch layout and the
+//! architecture as JSON in the header metadata (schema: `docs/format.md`).
+//!
+//! Writes are atomic: the bytes go to a temporary file in the target's directory, which is
+//! synced and renamed over the target, so a crash never leaves a half-written model.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use netmorph_core::{ActKind, Conv2d, Kernel, Layer, Network, PActivation, Pool, Scalar, Shape};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde_json::{json, Value};
+
+/// Metadata key holding the architecture JSON.
+pub const METADATA_KEY: &str = "netmorph";
+/// Value of the architecture's `format` field.
+pub const FORMAT: &str = "netmorph/1";
+
+/// Why a model file could not be written or read.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ModelFileError {
+    /// Reading, writing or renaming failed.
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Not a safetensors file, or a truncated or corrupt one.
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The architecture metadata is missing, malformed or disagrees with the tensors.
+    Architecture {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl fmt::Display for ModelFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io { path, source } => write!(f, "{}: {source}; check the path and its permissions", path.display()),
+            Self::Corrupt { path, reason } => write!(
+                f,
+                "{} is not a readable safetensors model ({reason}); the file is truncated or corrupt, save it again",
+                path.display()
+            ),
+            Self::Architecture { path, reason } => write!(
+                f,
+                "{}: the netmorph architecture metadata is invalid ({reason}); the file was not written by netmorph or was edited",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ModelFileError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+fn dtype<T: Scalar>() -> Dtype {
+    if T::NAME == "f32" {
+        Dtype::F32
+    } else {
+        Dtype::F64
+    }
+}
+
+fn bytes<T: Scalar>(v: &[T]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len() * 8);
+    for x in v {
+        if T::NAME == "f32" {
+            out.extend_from_slice(&(x.as_f64() as f32).to_le_bytes());
+        } else {
+            out.extend_from_slice(&x.as_f64().to_le_bytes());
+        }
+    }
+    out
+}
+
+/// Tensors collected while describing the layers.
+struct Tensors {
+    list: Vec<(String, Vec<usize>, Vec<u8>)>,
+}
+
+impl Tensors {
+    fn add(&mut self, name: String, shape: Vec<usize>, data: Vec<u8>) -> String {
+        self.list.push((name.clone(), shape, data));
+        name
+    }
+}
+
+fn describe<T: Scalar>(layers: &[Layer<T>], prefix: &str, t: &mut Tensors) -> Vec<Value> {
+    let mut out = Vec::with_capacity(layers.len());
+    for (i, l) in layers.iter().enumerate() {
+        let base = format!("{prefix}{i}");
+        let v = match l {
+            Layer::Dense(k) => json!({
+                "type": "dense", "in": k.inp, "out": k.out,
+                "weight": t.add(format!("{base}.weight"), vec![k.out, k.inp], bytes(&k.weight)),
+                "bias": t.add(format!("{base}.bias"), vec![k.out], bytes(&k.bias)),
+            }),
+            Layer::Conv2d(c) => json!({
+                "type": "conv2d", "in": c.kernel.inp, "out": c.kernel.out, "kernel": c.kernel.k,
+                "stride": c.stride, "padding": c.pad,
+                "weight": t.add(format!("{base}.weight"), vec![c.kernel.out, c.kernel.inp, c.kernel.k, c.kernel.k], bytes(&c.kernel.weight)),
+                "bias": t.add(format!("{base}.bias"), vec![c.kernel.out], bytes(&c.kernel.bias)),
+            }),
+            Layer::MaxPool2d(p) | Layer::AvgPool2d(p) => json!({
+                "type": l.name(), "kernel": p.k, "stride": p.stride, "ceil_mode": p.ceil,
+            }),
+            Layer::Flatten => json!({ "type": "flatten" }),
+            Layer::Activation(p) => json!({
+                "type": "activation", "function": p.kind.name(), "channels": p.a.len(),
+                "a": t.add(format!("{base}.a"), vec![p.a.len()], bytes(&p.a)),
+            }),
+            Layer::ParallelSum(bs) => {
+                let branches: Vec<Value> = bs
+                    .iter()
+                    .enumerate()
+                    .map(|(b, seq)| {
+                        Value::Array(describe(seq, &format!("{base}.branches.{b}."), t))
+                    })
+                    .collect();
+                json!({ "type": "parallel_sum", "branches": branches })
+            }
+        };
+        out.push(v);
+    }
+    out
+}
+
+/// The architecture JSON and tensors of `net`, serialized as safetensors bytes.
+///
+/// # Errors
+/// [`ModelFileError::Corrupt`] only if safetensors rejects the tensors (it does not for
+/// networks built by this crate).
+pub fn to_bytes<T: Scalar>(net: &Network<T>) -> Result<Vec<u8>, ModelFileError> {
+    let mut t = Tensors { list: Vec::new() };
+    let layers = describe(net.layers(), "layers.", &mut t);
+    let s = net.input_shape();
+    let arch = json!({
+        "format": FORMAT,
+        "dtype": T::NAME,
+        "input": [s.c, s.h, s.w],
+        "layers": layers,
+    });
+    let corrupt = |e: safetensors::SafeTensorError| ModelFileError::Corrupt {
+        path: PathBuf::new(),
+        reason: e.to_string(),
+    };
+    let views = t
+        .list
+        .iter()
+        .map(|(name, shape, data)| {
+            TensorView::new(dtype::<T>(), shape.clone(), data).map(|v| (name.clone(), v))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(corrupt)?;
+    let meta = HashMap::from([(METADATA_KEY.to_string(), arch.to_string())]);
+    safetensors::serialize(views, Some(meta)).map_err(corrupt)
+}
+
+/// Writes `net` to `path` atomically (temporary file in the same directory, fsync, rename).
+///
+/// # Errors
+/// [`ModelFileError::Io`] if the directory is missing or not writable; the target is then
+/// untouched and no temporary file is left behind.
+pub fn save<T: Scalar>(net: &Network<T>, path: &Path) -> Result<(), ModelFileError> {
+    let data = to_bytes(net)?;
+    write_atomic(path, &data)
+}
+
+/// Writes `data` to `path` through a temporary file and a rename.
+///
+/// # Errors
+/// [`ModelFileError::Io`]; no temporary file survives an error.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ModelFileError> {
+    let io = |source| ModelFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io)
+}
+
+/// Reads a network from `path`, converting stored values to `T` (bit-identical when the
+/// file's dtype is `T`).
+///
+/// # Errors
+/// [`ModelFileError`] naming the path for an unreadable, truncated or corrupt file, or
+/// metadata that disagrees with the tensors.
+pub fn load<T: Scalar>(path: &Path) -> Result<Network<T>, ModelFileError> {
+    let data = std::fs::read(path).map_err(|source| ModelFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    from_bytes(&data).map_err(|e| match e {
+        ModelFileError::Corrupt { reason, .. } => ModelFileError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        },
+        ModelFileError::Architecture { reason, .. } => ModelFileError::Architecture {
+            path: path.to_path_buf(),
+            reason,
+        },
+        other => other,
+    })
+}
+
+/// Parses safetensors bytes written by [`to_bytes`].
+///
+/// # Errors
+/// As [`load`] (with an empty path).
+pub fn from_bytes<T: Scalar>(data: &[u8]) -> Result<Network<T>, ModelFileError> {
+    let corrupt = |reason: String| ModelFileError::Corrupt {
+        path: PathBuf::new(),
+        reason,
+    };
+    let arch_err = |reason: String| ModelFileError::Architecture {
+        path: PathBuf::new(),
+        reason,
+    };
+    let (_, meta) = SafeTensors::read_metadata(data).map_err(|e| corrupt(e.to_string()))?;
+    let st = SafeTensors::deserialize(data).map_err(|e| corrupt(e.to_string()))?;
+    let text = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(METADATA_KEY))
+        .ok_or_else(|| arch_err(format!("no `{METADATA_KEY}` metadata entry")))?;
+    let arch: Value = serde_json::from_str(text).map_err(|e| arch_err(e.to_string()))?;
+    if arch["format"] != FORMAT {
+        return Err(arch_err(format!(
+            "format is {}, expected {FORMAT:?}",
+            arch["format"]
+        )));
+    }
+    let input = match arch["input"]
+        .as_array()
+        .map(|v| v.iter().map(Value::as_u64).collect::<Option<Vec<_>>>())
+    {
+        Some(Some(v)) if v.len() == 3 => Shape::image(v[0] as usize, v[1] as usize, v[2] as usize),
+        _ => return Err(arch_err("`input` must be [channels, height, width]".into())),
+    };
+    let layers = parse_layers(&arch["layers"], &st).map_err(arch_err)?;
+    Network::new(input, layers).map_err(|e| arch_err(e.to_string()))
+}
+
+fn field(v: &Value, key: &str) -> Result<usize, String> {
+    v[key]
+        .as_u64()
+        .map(|x| x as usize)
+        .ok_or_else(|| format!("layer field `{key}` missing or not a number"))
+}
+
+fn tensor<T: Scalar>(
+    st: &SafeTensors<'_>,
+    v: &Value,
+    key: &str,
+    shape: &[usize],
+) -> Result<Vec<T>, String> {
+    let name = v[key]
+        .as_str()
+        .ok_or_else(|| format!("layer field `{key}` must name a tensor"))?;
+    let t = st
+        .tensor(name)
+        .map_err(|_| format!("tensor `{name}` is missing"))?;
+    if t.shape() != shape {
+        return Err(format!(
+            "tensor `{name}` has shape {:?}, the layer needs {shape:?}",
+            t.shape()
+        ));
+    }
+    match t.dtype() {
+        Dtype::F32 => Ok(t
+            .data()
+            .chunks_exact(4)
+            .map(|b| T::of_f64(f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))))
+            .collect()),
+        Dtype::F64 => Ok(t
+            .data()
+            .chunks_exact(8)
+            .map(|b| {
+                T::of_f64(f64::from_le_bytes([
+                    b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+                ]))
+            })
+            .collect()),
+        other => Err(format!(
+            "tensor `{name}` has dtype {other:?}; netmorph reads F32 and F64"
+        )),
+    }
+}
+
+fn parse_layers<T: Scalar>(v: &Value, st: &SafeTensors<'_>) -> Result<Vec<Layer<T>>, String> {
+    let list = v.as_array().ok_or("`layers` must be a list")?;
+    list.iter().map(|l| parse_layer(l, st)).collect()
+}
+
+fn parse_layer<T: Scalar>(l: &Value, st: &SafeTensors<'_>) -> Result<Layer<T>, String> {
+    let kind = l["type"].as_str().ok_or("a layer has no `type`")?;
+    let kernel = |k: usize| -> Result<Kernel<T>, String> {
+        let (out, inp) = (field(l, "out")?, field(l, "in")?);
+        let shape: Vec<usize> = if kind == "dense" {
+            vec![out, inp]
+        } else {
+            vec![out, inp, k, k]
+        };
+        Ok(Kernel {
+            out,
+            inp,
+            k,
+            weight: tensor(st, l, "weight", &shape)?,
+            bias: tensor(st, l, "bias", &[out])?,
+        })
+    };
+    let pool = || -> Result<Pool, String> {
+        Ok(Pool {
+            k: field(l, "kernel")?,
+            stride: field(l, "stride")?,
+            ceil: l["ceil_mode"]
+                .as_bool()
+                .ok_or("pooling field `ceil_mode` missing")?,
+        })
+    };
+    Ok(match kind {
+        "dense" => Layer::Dense(kernel(1)?),
+        "conv2d" => Layer::Conv2d(Conv2d {
+            kernel: kernel(field(l, "kernel")?)?,
+            stride: field(l, "stride")?,
+            pad: field(l, "padding")?,
+        }),
+        "maxpool2d" => Layer::MaxPool2d(pool()?),
+        "avgpool2d" => Layer::AvgPool2d(pool()?),
+        "flatten" => Layer::Flatten,
+        "activation" => {
+            let function = l["function"]
+                .as_str()
+                .ok_or("activation field `function` missing")?;
+            let kind = [
+                ActKind::Relu,
+                ActKind::Tanh,
+                ActKind::Sigmoid,
+                ActKind::Identity,
+            ]
+            .into_iter()
+            .find(|k| k.name() == function)
+            .ok_or_else(|| format!("unknown activation function {function:?}"))?;
+            let c = field(l, "channels")?;
+            Layer::Activation(PActivation {
+                kind,
+                a: tensor(st, l, "a", &[c])?,
+            })
+        }
+        "parallel_sum" => {
+            let bs = l["branches"]
+                .as_array()
+                .ok_or("`branches` must be a list")?;
+            Layer::ParallelSum(
+                bs.iter()
+                    .map(|b| parse_layers(b, st))
+                    .collect::<Result<_, _>>()?,
+            )
+        }
+        other => return Err(format!("unknown layer type {other:?}")),
+    })
+}
