@@ -117,7 +117,8 @@ fn with_metadata(bytes: &[u8], edit: impl Fn(&str) -> String) -> Vec<u8> {
 #[test]
 fn metadata_that_disagrees_with_tensors_is_refused() {
     let bytes = to_bytes(&sample()).unwrap();
-    let cases: [(&str, Box<dyn Fn(&str) -> String>); 4] = [
+    type Edit = Box<dyn Fn(&str) -> String>;
+    let cases: [(&str, Edit); 4] = [
         (
             "shape",
             Box::new(|a: &str| {
