@@ -7,6 +7,7 @@
 
 pub use netmorph_core::*;
 
+pub mod data;
 pub mod model_file;
 
 /// The README's library example, run as a doctest.
