@@ -7,6 +7,7 @@
 
 pub use netmorph_core::*;
 
+pub mod arch;
 pub mod data;
 pub mod model_file;
 
