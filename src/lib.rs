@@ -9,7 +9,9 @@ pub use netmorph_core::*;
 
 pub mod arch;
 pub mod data;
+pub mod fit;
 pub mod model_file;
+pub mod ops;
 
 /// The README's library example, run as a doctest.
 #[doc = include_str!("../README.md")]

@@ -1,28 +1,158 @@
-//! The `netmorph` command's argument handling (the demo itself runs in `.ci/run`, in release).
+//! The `netmorph` command end to end on small slices of real Fashion-MNIST (the demo itself
+//! runs in `.ci/run`, in release).
 
+use std::path::PathBuf;
 use std::process::Command;
 
-fn run(args: &[&str]) -> (i32, String) {
+fn run(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_netmorph"))
         .args(args)
         .output()
         .unwrap();
     (
         out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
 
-#[test]
-fn unknown_commands_print_usage_and_fail() {
-    let (code, err) = run(&["frobnicate"]);
-    assert_ne!(code, 0);
-    assert!(err.contains("usage: netmorph demo"), "{err}");
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("netmorph-cli-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 #[test]
-fn bad_seed_is_a_clear_error() {
-    let (code, err) = run(&["demo", "--seed", "minus-one"]);
+fn unknown_commands_fail_with_usage() {
+    let (code, _, err) = run(&["frobnicate"]);
     assert_ne!(code, 0);
-    assert!(err.contains("--seed takes a non-negative integer"), "{err}");
+    assert!(err.contains("Usage"), "{err}");
+}
+
+#[test]
+fn train_morph_eval_inspect_on_fashion_mnist() {
+    let dir = temp_dir("flow");
+    let parent = dir.join("parent.safetensors");
+    let child = dir.join("child.safetensors");
+    let report = dir.join("report.json");
+    let p = parent.to_str().unwrap();
+    let c = child.to_str().unwrap();
+    let (code, out, err) = run(&[
+        "train",
+        "--arch",
+        "mlp()",
+        "--data",
+        "fashion-mnist",
+        "--limit",
+        "2000",
+        "--epochs",
+        "1",
+        "--lr",
+        "0.001",
+        "--out",
+        p,
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"test_accuracy\""), "{out}");
+    let (code, out, err) = run(&[
+        "morph",
+        p,
+        "--op",
+        "depth@1,cl=20,act=tanh",
+        "--op",
+        "width@1,to=24",
+        "--out",
+        c,
+        "--data",
+        "fashion-mnist",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("depth") && out.contains("width"), "{out}");
+    let json = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        json.contains("\"op\":\"depth\"") && json.contains("\"max_rel_deviation\""),
+        "{json}"
+    );
+    // Parent and child score the same on the test set.
+    let (_, parent_eval, _) = run(&["eval", p, "--data", "fashion-mnist"]);
+    let (_, child_eval, _) = run(&["eval", c, "--data", "fashion-mnist"]);
+    let acc = |s: &str| {
+        s.split("accuracy ")
+            .nth(1)
+            .map(|t| t.split('%').next().unwrap_or("").to_string())
+    };
+    assert_eq!(
+        acc(&parent_eval),
+        acc(&child_eval),
+        "{parent_eval} / {child_eval}"
+    );
+    let (code, out, _) = run(&["inspect", c, "--json"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("\"type\":\"activation\"") && out.contains("\"params\":"),
+        "{out}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_inputs_fail_clearly_without_partial_outputs() {
+    let dir = temp_dir("bad");
+    let model = dir.join("m.safetensors");
+    let m = model.to_str().unwrap();
+    let out = dir.join("out.safetensors");
+    let o = out.to_str().unwrap();
+    // A truncated model file.
+    std::fs::write(&model, b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":").unwrap();
+    let (code, _, err) = run(&["morph", m, "--op", "width@0,to=3", "--out", o]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("m.safetensors") && err.contains("corrupt"),
+        "{err}"
+    );
+    // An operation naming a missing layer.
+    let (code, _, err) = run(&[
+        "train",
+        "--arch",
+        "mlp()",
+        "--data",
+        "fashion-mnist",
+        "--limit",
+        "200",
+        "--epochs",
+        "1",
+        "--out",
+        m,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(&["morph", m, "--op", "depth@7,cl=20", "--out", o]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no layer 7"), "{err}");
+    let (code, _, err) = run(&["morph", m, "--op", "depth@1", "--out", o]);
+    assert_ne!(code, 0);
+    assert!(err.contains("missing `cl=`"), "{err}");
+    // Missing data.
+    let (code, _, err) = run(&["eval", m, "--data", "/nonexistent/data"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("apt-get install -y dataset-fashion-mnist"),
+        "{err}"
+    );
+    // A bad architecture.
+    let (code, _, err) = run(&[
+        "train",
+        "--arch",
+        "(4:32)",
+        "--data",
+        "fashion-mnist",
+        "--out",
+        o,
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("odd kernel"), "{err}");
+    assert!(!out.exists(), "a failed command left {o}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

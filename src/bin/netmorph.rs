@@ -1,37 +1,173 @@
-//! The `netmorph` command. `netmorph demo` tells the whole story on generated data: train a
-//! small parent, morph it (deepen through TanH, widen, grow a kernel), show that the child's
-//! outputs equal the parent's, keep training, and show the child surpass the parent.
+//! The `netmorph` command: train, morph, evaluate and inspect networks, and `demo`, which
+//! tells the whole story on generated data.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
 
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use netmorph::arch;
+use netmorph::data::{fashion_mnist, Dataset, FASHION_MNIST_DIR};
+use netmorph::fit::{evaluate, fit, EpochStats, FitConfig};
+use netmorph::model_file::{load, save, write_atomic};
 use netmorph::morph::depth::DepthParams;
 use netmorph::morph::plan::MorphOp;
+use netmorph::morph::MorphReport;
+use netmorph::ops::parse_op;
 use netmorph::solve::algorithm::Algorithm;
-use netmorph::train::{train_step, Schedule, Sgd, SgdConfig};
+use netmorph::train::{Schedule, SgdConfig};
 use netmorph::{
     ActKind, Conv2d, Kernel, Layer, LayerPath, Network, PActivation, Pool, Rng, Shape, Tensor,
 };
 
-const USAGE: &str = "usage: netmorph demo [--seed N]";
-const CLASSES: usize = 4;
-const SIDE: usize = 12;
+type Result<T> = std::result::Result<T, String>;
+
+#[derive(Parser)]
+#[command(
+    name = "netmorph",
+    version,
+    about = "Network morphism: grow trained networks without changing their function"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a small network on generated data, morph it exactly, keep training (~15 s).
+    Demo {
+        /// Seed for data, initialisation and morphs.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Train a new network.
+    Train {
+        /// Architecture: `(5:32)(5:32)(5:64)`, `[(5:32x4)(1:32)]x2[(5:64x4)(1:64)]x2`, `mlp(50)`, `mlp()`.
+        #[arg(long)]
+        arch: String,
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        opt: OptArgs,
+        /// Where to write the model (.safetensors).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Continue training a saved model.
+    Continue {
+        /// Model to start from.
+        model: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        opt: OptArgs,
+        /// Where to write the trained model.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Morph a saved model; prints how far the outputs moved on real data.
+    Morph {
+        /// Model to morph.
+        model: PathBuf,
+        /// Operations, applied in order: `depth@3,cl=64,k1=3,k2=3`, `width@0,to=12`, ... (see `netmorph::ops`).
+        #[arg(long = "op", required = true)]
+        ops: Vec<String>,
+        /// Where to write the child.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed for the morphs' random choices.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Write the per-operation reports as JSON here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Data set whose test images probe the preservation (random probes without it).
+        #[arg(long)]
+        data: Option<String>,
+    },
+    /// Test loss and accuracy of a saved model.
+    Eval {
+        /// Model.
+        model: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Layers, shapes, parameters and non-zeros of a saved model.
+    Inspect {
+        /// Model.
+        model: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct DataArgs {
+    /// `fashion-mnist` (from /usr/share/datasets/fashion-mnist) or a folder of MNIST-format IDX files.
+    #[arg(long)]
+    data: String,
+    /// Use only the first N training images (0: all).
+    #[arg(long, default_value_t = 0)]
+    limit: usize,
+}
+
+#[derive(clap::Args)]
+struct OptArgs {
+    /// Passes over the training set.
+    #[arg(long, default_value_t = 5)]
+    epochs: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = 0.01)]
+    lr: f64,
+    /// Momentum.
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    /// L2 weight decay.
+    #[arg(long, default_value_t = 5e-4)]
+    weight_decay: f64,
+    /// Mini-batch size.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Seed for initialisation and sample order.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// One JSON object per epoch on stdout instead of text.
+    #[arg(long)]
+    json: bool,
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let parsed = match args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        ["demo"] => Ok(0),
-        ["demo", "--seed", s] => s
-            .parse::<u64>()
-            .map_err(|_| format!("--seed takes a non-negative integer, not {s:?}")),
-        _ => Err(USAGE.to_string()),
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo { seed } => demo(seed),
+        Command::Train {
+            arch,
+            data,
+            opt,
+            out,
+        } => train(&arch, &data, &opt, &out),
+        Command::Continue {
+            model,
+            data,
+            opt,
+            out,
+        } => load(&model)
+            .map_err(|e| e.to_string())
+            .and_then(|net| run_fit(net, &data, &opt, &out)),
+        Command::Morph {
+            model,
+            ops,
+            out,
+            seed,
+            report,
+            data,
+        } => morph(&model, &ops, &out, seed, report.as_deref(), data.as_deref()),
+        Command::Eval { model, data } => eval(&model, &data),
+        Command::Inspect { model, json } => inspect(&model, json),
     };
-    match parsed.and_then(demo) {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
             eprintln!("error: {msg}");
@@ -40,15 +176,301 @@ fn main() -> ExitCode {
     }
 }
 
-/// A labelled set of images.
-struct Data {
-    x: Tensor<f32>,
-    y: Vec<usize>,
+/// Training and test splits, normalised with the training split's channel statistics.
+fn load_data(name: &str, limit: usize) -> Result<(Dataset, Dataset)> {
+    let dir = match name {
+        "fashion-mnist" => PathBuf::from(FASHION_MNIST_DIR),
+        "cifar10" => return Err(
+            "CIFAR-10 loading is not implemented yet; use fashion-mnist or a folder of IDX files"
+                .into(),
+        ),
+        other => PathBuf::from(other),
+    };
+    let (mut train, mut test) = fashion_mnist(&dir).map_err(|e| e.to_string())?;
+    let stats = train.channel_stats();
+    if limit > 0 {
+        train = train.head(limit);
+    }
+    train.normalize(&stats);
+    test.normalize(&stats);
+    Ok((train, test))
 }
 
+fn sgd(opt: &OptArgs) -> SgdConfig {
+    SgdConfig {
+        lr: opt.lr,
+        momentum: opt.momentum,
+        weight_decay: opt.weight_decay,
+        bias_lr_mult: 2.0,
+        schedule: Schedule::Constant,
+    }
+}
+
+fn train(spec: &str, data: &DataArgs, opt: &OptArgs, out: &Path) -> Result<()> {
+    let arch = arch::parse(spec).map_err(|e| e.to_string())?;
+    let (train_set, _) = load_data(&data.data, 1)?;
+    let net: Network<f32> = arch
+        .build(
+            train_set.x.shape,
+            train_set.classes,
+            &mut Rng::seed(opt.seed),
+        )
+        .map_err(|e| e.to_string())?;
+    run_fit(net, data, opt, out)
+}
+
+fn run_fit(mut net: Network<f32>, data: &DataArgs, opt: &OptArgs, out: &Path) -> Result<()> {
+    let (train_set, test_set) = load_data(&data.data, data.limit)?;
+    if !opt.json {
+        println!(
+            "{} parameters, {} training images, {} test images",
+            net.param_count(),
+            train_set.y.len(),
+            test_set.y.len()
+        );
+    }
+    let config = FitConfig {
+        epochs: opt.epochs,
+        batch: opt.batch,
+        sgd: sgd(opt),
+        seed: opt.seed,
+    };
+    let stats = fit_with_progress(&mut net, &train_set, &test_set, &config, opt.json, "train")?;
+    save(&net, out).map_err(|e| e.to_string())?;
+    if !opt.json {
+        let last = stats.last().map_or(0.0, |s| s.test_accuracy);
+        println!(
+            "wrote {} (test accuracy {:.2}%)",
+            out.display(),
+            100.0 * last
+        );
+    }
+    Ok(())
+}
+
+fn fit_with_progress(
+    net: &mut Network<f32>,
+    train: &Dataset,
+    test: &Dataset,
+    config: &FitConfig,
+    json: bool,
+    label: &str,
+) -> Result<Vec<EpochStats>> {
+    let bar = if json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(0)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let result = fit(
+        net,
+        train,
+        test,
+        config,
+        |epoch, step, steps, loss| {
+            bar.set_length(steps as u64);
+            bar.set_position(step as u64);
+            bar.set_prefix(format!("{label} epoch {epoch}"));
+            bar.set_message(format!("loss {loss:.4}"));
+        },
+        |s| {
+            bar.suspend(|| {
+                if json {
+                    println!(
+                        "{{\"epoch\":{},\"train_loss\":{},\"test_loss\":{},\"test_accuracy\":{},\"images_per_second\":{}}}",
+                        s.epoch, s.train_loss, s.test_loss, s.test_accuracy, s.images_per_second
+                    );
+                } else {
+                    println!(
+                        "  {label} epoch {:>2}: loss {:.4}  test loss {:.4}  test accuracy {:>6.2}%  ({:.0} images/s)",
+                        s.epoch,
+                        s.train_loss,
+                        s.test_loss,
+                        100.0 * s.test_accuracy,
+                        s.images_per_second
+                    );
+                }
+            });
+        },
+    );
+    bar.finish_and_clear();
+    result.map_err(|e| e.to_string())
+}
+
+fn eval(model: &Path, data: &DataArgs) -> Result<()> {
+    let net: Network<f32> = load(model).map_err(|e| e.to_string())?;
+    let (_, test) = load_data(&data.data, 0)?;
+    let (loss, acc) = evaluate(&net, &test).map_err(|e| e.to_string())?;
+    println!(
+        "test loss {loss:.4}, test accuracy {:.2}% on {} images",
+        100.0 * acc,
+        test.y.len()
+    );
+    Ok(())
+}
+
+fn inspect(model: &Path, json: bool) -> Result<()> {
+    let net: Network<f32> = load(model).map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
+    collect_rows(&net, net.layers(), &[], &mut rows);
+    if json {
+        let layers: Vec<String> = rows
+            .iter()
+            .map(|r| format!("{{\"path\":\"{}\",\"type\":\"{}\",\"output\":\"{}\",\"params\":{},\"nonzero\":{}}}", r.0, r.1, r.2, r.3, r.4))
+            .collect();
+        println!(
+            "{{\"params\":{},\"layers\":[{}]}}",
+            net.param_count(),
+            layers.join(",")
+        );
+    } else {
+        println!(
+            "{:<8} {:<13} {:<14} {:>10} {:>9}",
+            "layer", "type", "output", "params", "nonzero"
+        );
+        for (path, kind, shape, params, nz) in &rows {
+            println!("{path:<8} {kind:<13} {shape:<14} {params:>10} {nz:>9}");
+        }
+        let s = net.input_shape();
+        println!(
+            "input {}x{}x{}, {} parameters",
+            s.c,
+            s.h,
+            s.w,
+            net.param_count()
+        );
+    }
+    Ok(())
+}
+
+type Row = (String, &'static str, String, usize, usize);
+
+fn collect_rows(net: &Network<f32>, layers: &[Layer<f32>], prefix: &[usize], rows: &mut Vec<Row>) {
+    for (i, l) in layers.iter().enumerate() {
+        let mut p = prefix.to_vec();
+        p.push(i);
+        let path = LayerPath::from_slice(&p).unwrap_or_default();
+        let shape = net
+            .shape_before(&path.with_last(i + 1))
+            .map_or("?".into(), |s| format!("{}x{}x{}", s.c, s.h, s.w));
+        let nz = match l {
+            Layer::Activation(a) => a.a.iter().filter(|v| **v != 0.0).count(),
+            l => l.kernel().map_or(0, |k| {
+                k.weight
+                    .iter()
+                    .chain(&k.bias)
+                    .filter(|v| **v != 0.0)
+                    .count()
+            }),
+        };
+        rows.push((path.to_string(), l.name(), shape, l.param_count(), nz));
+        if let Layer::ParallelSum(bs) = l {
+            for (b, br) in bs.iter().enumerate() {
+                let mut q = p.clone();
+                q.push(b);
+                collect_rows(net, br, &q, rows);
+            }
+        }
+    }
+}
+
+fn morph(
+    model: &Path,
+    ops: &[String],
+    out: &Path,
+    seed: u64,
+    report: Option<&Path>,
+    data: Option<&str>,
+) -> Result<()> {
+    let parent: Network<f32> = load(model).map_err(|e| e.to_string())?;
+    let ops: Vec<MorphOp> = ops
+        .iter()
+        .map(|o| parse_op(o))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let probes = match data {
+        Some(name) => load_data(name, 1)?.1.head(1000).x,
+        None => Tensor::random(256, parent.input_shape(), &mut Rng::seed(seed ^ 0x5eed)),
+    };
+    if probes.shape != parent.input_shape() {
+        return Err(format!(
+            "the data's images are {:?} but the model takes {:?}",
+            probes.shape,
+            parent.input_shape()
+        ));
+    }
+    let reference = parent.forward(&probes).map_err(|e| e.to_string())?;
+    let mut rng = Rng::seed(seed);
+    let mut child = parent.clone();
+    let mut reports = Vec::new();
+    for op in &ops {
+        let (next, r) = op.apply(&child, &mut rng).map_err(|e| e.to_string())?;
+        let (d, s) = next
+            .forward(&probes)
+            .map_err(|e| e.to_string())?
+            .max_abs_diff(&reference);
+        println!(
+            "{:<10} layer {:<6} params {:>8} -> {:>8}  new weights {:>5.1}% non-zero  max |child - parent| {:.2e} ({:.2e} relative)",
+            r.op,
+            r.layer.to_string(),
+            r.params_before,
+            r.params_after,
+            100.0 * r.nonzero_fraction,
+            d,
+            d / s.max(f64::MIN_POSITIVE)
+        );
+        reports.push(report_json(&r, d, d / s.max(f64::MIN_POSITIVE)));
+        child = next;
+    }
+    save(&child, out).map_err(|e| e.to_string())?;
+    if let Some(path) = report {
+        write_atomic(path, format!("[{}]\n", reports.join(",")).as_bytes())
+            .map_err(|e| e.to_string())?;
+    }
+    println!(
+        "wrote {} ({} parameters)",
+        out.display(),
+        child.param_count()
+    );
+    Ok(())
+}
+
+fn report_json(r: &MorphReport, max_abs: f64, max_rel: f64) -> String {
+    let layers: Vec<String> = r
+        .new_layers
+        .iter()
+        .map(|l| {
+            format!(
+                "{{\"path\":\"{}\",\"type\":\"{}\",\"out\":{},\"in\":{},\"kernel\":{}}}",
+                l.path, l.kind, l.out, l.inp, l.k
+            )
+        })
+        .collect();
+    format!(
+        "{{\"op\":\"{}\",\"layer\":\"{}\",\"params_before\":{},\"params_after\":{},\"nonzero_fraction\":{},\"algorithm\":{},\"condition7\":{},\"residual\":{},\"max_abs_deviation\":{},\"max_rel_deviation\":{},\"new_layers\":[{}]}}",
+        r.op,
+        r.layer,
+        r.params_before,
+        r.params_after,
+        r.nonzero_fraction,
+        r.algorithm.map_or("null".to_string(), |a| format!("\"{}\"", a.name())),
+        r.condition7.map_or("null".to_string(), |c| c.to_string()),
+        r.residual,
+        max_abs,
+        max_rel,
+        layers.join(",")
+    )
+}
+
+const CLASSES: usize = 4;
+const SIDE: usize = 12;
+
 /// Noisy oriented gratings: class `k` is a sinusoid at angle `k pi / 4` with a random phase and
-/// frequency jitter, in one random colour channel mix, under heavy Gaussian noise.
-fn gratings(n: usize, rng: &mut Rng) -> Data {
+/// frequency jitter, in a random colour mix, under heavy Gaussian noise.
+fn gratings(n: usize, rng: &mut Rng) -> Dataset {
     let shape = Shape::image(3, SIDE, SIDE);
     let mut data = Vec::with_capacity(n * shape.len());
     let mut y = Vec::with_capacity(n);
@@ -70,9 +492,10 @@ fn gratings(n: usize, rng: &mut Rng) -> Data {
         }
         y.push(k);
     }
-    Data {
+    Dataset {
         x: Tensor { n, shape, data },
         y,
+        classes: CLASSES,
     }
 }
 
@@ -88,7 +511,7 @@ fn random_kernel(out: usize, inp: usize, k: usize, rng: &mut Rng) -> Kernel<f32>
 }
 
 /// conv 3x3:4 -> tanh -> avg-pool 2 -> conv 3x3:8 -> tanh -> avg-pool 2 -> flatten -> fc 4.
-fn parent(rng: &mut Rng) -> Result<Network<f32>, String> {
+fn demo_parent(rng: &mut Rng) -> Result<Network<f32>> {
     let pool = Pool {
         k: 2,
         stride: 2,
@@ -118,85 +541,32 @@ fn parent(rng: &mut Rng) -> Result<Network<f32>, String> {
     .map_err(|e| e.to_string())
 }
 
-fn batch(d: &Data, idx: &[usize]) -> (Tensor<f32>, Vec<usize>) {
-    let len = d.x.shape.len();
-    let data = idx
-        .iter()
-        .flat_map(|&i| d.x.data[i * len..(i + 1) * len].iter().copied())
-        .collect();
-    (
-        Tensor {
-            n: idx.len(),
-            shape: d.x.shape,
-            data,
-        },
-        idx.iter().map(|&i| d.y[i]).collect(),
-    )
-}
-
-fn accuracy(net: &Network<f32>, d: &Data) -> Result<f64, String> {
-    let out = net.forward(&d.x).map_err(|e| e.to_string())?;
-    let hits = out
-        .data
-        .chunks_exact(CLASSES)
-        .zip(&d.y)
-        .filter(|(row, y)| {
-            row.iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map(|m| m.0)
-                == Some(**y)
-        })
-        .count();
-    Ok(hits as f64 / d.y.len() as f64)
-}
-
-/// `epochs` of SGD over `train`; prints one line per epoch.
-fn fit(
-    name: &str,
-    net: &mut Network<f32>,
-    train: &Data,
-    test: &Data,
-    epochs: usize,
-    rng: &mut Rng,
-) -> Result<f64, String> {
-    let config = SgdConfig {
-        lr: 0.02,
-        momentum: 0.9,
-        weight_decay: 1e-4,
-        bias_lr_mult: 2.0,
-        schedule: Schedule::Constant,
-    };
-    let mut sgd = Sgd::new(config);
-    let mut acc = 0.0;
-    for epoch in 1..=epochs {
-        let start = Instant::now();
-        let order = rng.permutation(train.y.len());
-        let mut loss = 0.0;
-        for chunk in order.chunks(32) {
-            let (x, y) = batch(train, chunk);
-            loss +=
-                train_step(net, &mut sgd, &x, &y).map_err(|e| e.to_string())? * chunk.len() as f64;
-        }
-        acc = accuracy(net, test)?;
-        println!(
-            "  {name} epoch {epoch:>2}: loss {:.4}  test accuracy {:>5.1}%  ({:.0} images/s)",
-            loss / train.y.len() as f64,
-            100.0 * acc,
-            train.y.len() as f64 / start.elapsed().as_secs_f64()
-        );
-    }
-    Ok(acc)
-}
-
-fn demo(seed: u64) -> Result<(), String> {
+fn demo(seed: u64) -> Result<()> {
     let mut rng = Rng::seed(seed);
     let train = gratings(3000, &mut rng);
     let test = gratings(1000, &mut rng);
-    println!("data: {} training and {} test images (3x{SIDE}x{SIDE}, {CLASSES} classes of noisy gratings), generated in-process", train.y.len(), test.y.len());
-    let mut net = parent(&mut rng)?;
+    println!(
+        "data: {} training and {} test images (3x{SIDE}x{SIDE}, {CLASSES} classes of noisy gratings), generated in-process",
+        train.y.len(),
+        test.y.len()
+    );
+    let config = FitConfig {
+        epochs: 6,
+        batch: 32,
+        sgd: SgdConfig {
+            lr: 0.02,
+            momentum: 0.9,
+            weight_decay: 1e-4,
+            bias_lr_mult: 2.0,
+            schedule: Schedule::Constant,
+        },
+        seed,
+    };
+    let mut net = demo_parent(&mut rng)?;
     println!("\n1. train the parent ({} parameters)", net.param_count());
-    let parent_acc = fit("parent", &mut net, &train, &test, 6, &mut rng)?;
+    let parent_acc = fit_with_progress(&mut net, &train, &test, &config, false, "parent")?
+        .last()
+        .map_or(0.0, |s| s.test_accuracy);
 
     println!("\n2. morph it; the child must compute the same function");
     let mut deeper = DepthParams::new(32, 3, 3);
@@ -256,7 +626,7 @@ fn demo(seed: u64) -> Result<(), String> {
             Err(e) => println!("  {what:<52} refused: {e}"),
         }
     }
-    let child_start = accuracy(&child, &test)?;
+    let child_start = evaluate(&child, &test).map_err(|e| e.to_string())?.1;
     println!(
         "  child starts at {:.1}% test accuracy, exactly where the parent stopped ({:.1}%)",
         100.0 * child_start,
@@ -267,10 +637,17 @@ fn demo(seed: u64) -> Result<(), String> {
         "\n3. keep training the child ({} parameters)",
         child.param_count()
     );
-    let child_acc = fit("child ", &mut child, &train, &test, 6, &mut rng)?;
+    let config = FitConfig {
+        seed: seed + 1,
+        ..config
+    };
+    let child_acc = fit_with_progress(&mut child, &train, &test, &config, false, "child ")?
+        .last()
+        .map_or(0.0, |s| s.test_accuracy);
     println!("\n4. for comparison, keep training the unmorphed parent just as long");
-    let mut same = net.clone();
-    let parent_more = fit("parent", &mut same, &train, &test, 6, &mut rng)?;
+    let parent_more = fit_with_progress(&mut net, &train, &test, &config, false, "parent")?
+        .last()
+        .map_or(0.0, |s| s.test_accuracy);
     println!(
         "\nparent {:.1}% -> child {:.1}% test accuracy ({:+.1} points); the parent trained as long reaches {:.1}%",
         100.0 * parent_acc,

@@ -1,0 +1,131 @@
+//! Mini-batch training and evaluation over a [`Dataset`], with per-epoch metrics.
+
+use std::time::Instant;
+
+use netmorph_core::train::{softmax_cross_entropy, train_step, Sgd, SgdConfig, TrainError};
+use netmorph_core::{Network, Rng, Scalar, Tensor};
+
+use crate::data::Dataset;
+
+/// How to train.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FitConfig {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Samples per step.
+    pub batch: usize,
+    /// Optimiser.
+    pub sgd: SgdConfig,
+    /// Seed for the sample order.
+    pub seed: u64,
+}
+
+/// Metrics after one epoch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EpochStats {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's steps.
+    pub train_loss: f64,
+    /// Test loss after the epoch.
+    pub test_loss: f64,
+    /// Test accuracy after the epoch, in `[0, 1]`.
+    pub test_accuracy: f64,
+    /// Training throughput.
+    pub images_per_second: f64,
+}
+
+/// Mean softmax cross-entropy and accuracy of `net` on `data`, in batches of 500.
+///
+/// # Errors
+/// [`TrainError`] if the data does not fit the network.
+pub fn evaluate<T: Scalar>(net: &Network<T>, data: &Dataset) -> Result<(f64, f64), TrainError> {
+    let (mut loss, mut hits) = (0.0, 0usize);
+    let all: Vec<usize> = (0..data.y.len()).collect();
+    for chunk in all.chunks(500) {
+        let (x, y) = data.batch(chunk);
+        let x = cast(&x);
+        let out = net.forward(&x).map_err(TrainError::Net)?;
+        loss += softmax_cross_entropy(&out, &y)?.0 * chunk.len() as f64;
+        let classes = out.shape.len();
+        hits += out
+            .data
+            .chunks_exact(classes)
+            .zip(&y)
+            .filter(|(row, y)| argmax(row) == **y)
+            .count();
+    }
+    let n = data.y.len().max(1) as f64;
+    Ok((loss / n, hits as f64 / n))
+}
+
+fn argmax<T: Scalar>(row: &[T]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold((0, T::neg_infinity()), |best, (i, v)| {
+            if *v > best.1 {
+                (i, *v)
+            } else {
+                best
+            }
+        })
+        .0
+}
+
+fn cast<T: Scalar>(x: &Tensor<f32>) -> Tensor<T> {
+    Tensor {
+        n: x.n,
+        shape: x.shape,
+        data: x.data.iter().map(|v| T::of_f64(f64::from(*v))).collect(),
+    }
+}
+
+/// Trains `net` on `train`, evaluating on `test` after every epoch; `progress` is called
+/// after every step with (epoch, steps done in the epoch, steps per epoch, running loss) and
+/// `on_epoch` after every epoch.
+///
+/// # Errors
+/// [`TrainError`] (a NaN loss, data that does not fit the network); the network keeps the
+/// last good update.
+pub fn fit<T: Scalar>(
+    net: &mut Network<T>,
+    train: &Dataset,
+    test: &Dataset,
+    config: &FitConfig,
+    mut progress: impl FnMut(usize, usize, usize, f64),
+    mut on_epoch: impl FnMut(&EpochStats),
+) -> Result<Vec<EpochStats>, TrainError> {
+    let mut sgd = Sgd::new(config.sgd);
+    let mut rng = Rng::seed(config.seed);
+    let mut stats = Vec::with_capacity(config.epochs);
+    let batch = config.batch.max(1);
+    let steps = train.y.len().div_ceil(batch);
+    for epoch in 1..=config.epochs {
+        let start = Instant::now();
+        let order = rng.permutation(train.y.len());
+        let mut total = 0.0;
+        for (step, chunk) in order.chunks(batch).enumerate() {
+            let (x, y) = train.batch(chunk);
+            let loss = train_step(net, &mut sgd, &cast(&x), &y)?;
+            total += loss * chunk.len() as f64;
+            progress(
+                epoch,
+                step + 1,
+                steps,
+                total / ((step * batch + chunk.len()) as f64),
+            );
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        let (test_loss, test_accuracy) = evaluate(net, test)?;
+        let s = EpochStats {
+            epoch,
+            train_loss: total / train.y.len().max(1) as f64,
+            test_loss,
+            test_accuracy,
+            images_per_second: train.y.len() as f64 / seconds.max(1e-9),
+        };
+        on_epoch(&s);
+        stats.push(s);
+    }
+    Ok(stats)
+}
