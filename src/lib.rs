@@ -12,6 +12,7 @@ pub mod data;
 pub mod fit;
 pub mod model_file;
 pub mod ops;
+pub mod plot;
 
 /// The README's library example, run as a doctest.
 #[doc = include_str!("../README.md")]

@@ -156,3 +156,60 @@ fn bad_inputs_fail_clearly_without_partial_outputs() {
     assert!(!out.exists(), "a failed command left {o}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn grow_writes_model_csv_and_plot() {
+    let dir = temp_dir("grow");
+    let (model, csv, plot) = (
+        dir.join("g.safetensors"),
+        dir.join("g.csv"),
+        dir.join("g.svg"),
+    );
+    let (code, out, err) = run(&[
+        "grow",
+        "--arch",
+        "mlp()",
+        "--data",
+        "fashion-mnist",
+        "--limit",
+        "1000",
+        "--epochs",
+        "1",
+        "--lr",
+        "0.001",
+        "--stage",
+        "1:depth@1,cl=20,act=tanh",
+        "--stage",
+        "1:width@1,to=30",
+        "--out",
+        model.to_str().unwrap(),
+        "--csv",
+        csv.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("stage 2: width"), "{out}");
+    let rows = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(rows.lines().count(), 4, "{rows}");
+    assert!(
+        rows.lines().nth(3).unwrap().starts_with("stage 2,3,"),
+        "{rows}"
+    );
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert_eq!(svg.matches("<polyline").count(), 3);
+    let (code, _, err) = run(&[
+        "grow",
+        "--arch",
+        "mlp()",
+        "--data",
+        "fashion-mnist",
+        "--stage",
+        "x:width@1,to=3",
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not a number of epochs"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -86,6 +86,30 @@ enum Command {
         #[arg(long)]
         data: Option<String>,
     },
+    /// Train a parent, then morph and keep training in stages; writes per-epoch metrics (CSV)
+    /// and accuracy curves (SVG).
+    Grow {
+        /// Parent architecture (as for `train`).
+        #[arg(long)]
+        arch: String,
+        #[command(flatten)]
+        data: DataArgs,
+        /// Optimiser settings; `--epochs` is the parent's training.
+        #[command(flatten)]
+        opt: OptArgs,
+        /// A stage: `EPOCHS:OP[+OP...]`, e.g. `5:depth@1,cl=50,act=relu`. Repeat for more stages.
+        #[arg(long = "stage", required = true)]
+        stages: Vec<String>,
+        /// Where to write the final model.
+        #[arg(long)]
+        out: PathBuf,
+        /// Per-epoch metrics as CSV.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+        /// Accuracy curves as SVG.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
     /// Test loss and accuracy of a saved model.
     Eval {
         /// Model.
@@ -164,6 +188,23 @@ fn main() -> ExitCode {
             report,
             data,
         } => morph(&model, &ops, &out, seed, report.as_deref(), data.as_deref()),
+        Command::Grow {
+            arch,
+            data,
+            opt,
+            stages,
+            out,
+            csv,
+            plot,
+        } => grow(
+            &arch,
+            &data,
+            &opt,
+            &stages,
+            &out,
+            csv.as_deref(),
+            plot.as_deref(),
+        ),
         Command::Eval { model, data } => eval(&model, &data),
         Command::Inspect { model, json } => inspect(&model, json),
     };
@@ -298,6 +339,145 @@ fn fit_with_progress(
     );
     bar.finish_and_clear();
     result.map_err(|e| e.to_string())
+}
+
+/// A `grow` stage: epochs and operations.
+fn parse_stage(text: &str) -> Result<(usize, Vec<MorphOp>)> {
+    let (epochs, ops) = text.split_once(':').ok_or_else(|| {
+        format!("stage `{text}`: write EPOCHS:OP[+OP...], e.g. `5:depth@1,cl=50,act=relu`")
+    })?;
+    let epochs = epochs
+        .trim()
+        .parse()
+        .map_err(|_| format!("stage `{text}`: `{epochs}` is not a number of epochs"))?;
+    let ops = ops
+        .split('+')
+        .map(|o| parse_op(o.trim()).map_err(|e| e.to_string()))
+        .collect::<Result<_>>()?;
+    Ok((epochs, ops))
+}
+
+fn grow(
+    spec: &str,
+    data: &DataArgs,
+    opt: &OptArgs,
+    stages: &[String],
+    out: &Path,
+    csv: Option<&Path>,
+    plot: Option<&Path>,
+) -> Result<()> {
+    let stages: Vec<(usize, Vec<MorphOp>)> = stages
+        .iter()
+        .map(|s| parse_stage(s))
+        .collect::<Result<_>>()?;
+    let arch = arch::parse(spec).map_err(|e| e.to_string())?;
+    let (train_set, test_set) = load_data(&data.data, data.limit)?;
+    let mut net: Network<f32> = arch
+        .build(
+            train_set.x.shape,
+            train_set.classes,
+            &mut Rng::seed(opt.seed),
+        )
+        .map_err(|e| e.to_string())?;
+    let mut rows =
+        vec!["stage,epoch,params,train_loss,test_loss,test_accuracy,images_per_second".to_string()];
+    let mut series = Vec::new();
+    let mut epoch0 = 0usize;
+    let mut rng = Rng::seed(opt.seed ^ 0x6720);
+    let mut record = |name: &str,
+                      params: usize,
+                      stats: &[EpochStats],
+                      epoch0: usize,
+                      start: Option<(f64, f64)>| {
+        for s in stats {
+            rows.push(format!(
+                "{name},{},{params},{},{},{},{:.0}",
+                epoch0 + s.epoch,
+                s.train_loss,
+                s.test_loss,
+                s.test_accuracy,
+                s.images_per_second
+            ));
+        }
+        let points = start
+            .into_iter()
+            .chain(
+                stats
+                    .iter()
+                    .map(|s| ((epoch0 + s.epoch) as f64, s.test_accuracy)),
+            )
+            .collect();
+        series.push(netmorph::plot::Series {
+            name: name.to_string(),
+            points,
+        });
+    };
+    println!("stage parent: {} ({} parameters)", spec, net.param_count());
+    let config = FitConfig {
+        epochs: opt.epochs,
+        batch: opt.batch,
+        sgd: sgd(opt),
+        seed: opt.seed,
+    };
+    let stats = fit_with_progress(&mut net, &train_set, &test_set, &config, opt.json, "parent")?;
+    record("parent", net.param_count(), &stats, epoch0, None);
+    epoch0 += opt.epochs;
+    let mut last = stats.last().map(|s| (epoch0 as f64, s.test_accuracy));
+    for (i, (epochs, ops)) in stages.iter().enumerate() {
+        let reference = net.forward(&test_set.x).map_err(|e| e.to_string())?;
+        for op in ops {
+            let (child, r) = op
+                .apply(&net, &mut rng)
+                .map_err(|e| format!("stage {}: {e}", i + 1))?;
+            let (d, s) = child
+                .forward(&test_set.x)
+                .map_err(|e| e.to_string())?
+                .max_abs_diff(&reference);
+            println!(
+                "stage {}: {} at layer {}: {} -> {} parameters, max |child - parent| {:.2e} ({:.2e} relative) on the test set",
+                i + 1,
+                r.op,
+                r.layer,
+                r.params_before,
+                r.params_after,
+                d,
+                d / s.max(f64::MIN_POSITIVE)
+            );
+            net = child;
+        }
+        let (_, acc) = evaluate(&net, &test_set).map_err(|e| e.to_string())?;
+        println!(
+            "stage {}: the child starts at {:.2}% test accuracy",
+            i + 1,
+            100.0 * acc
+        );
+        let config = FitConfig {
+            epochs: *epochs,
+            seed: opt.seed + 1 + i as u64,
+            ..config
+        };
+        let name = format!("stage {}", i + 1);
+        let stats = fit_with_progress(&mut net, &train_set, &test_set, &config, opt.json, &name)?;
+        record(&name, net.param_count(), &stats, epoch0, last);
+        epoch0 += epochs;
+        last = stats
+            .last()
+            .map(|s| (epoch0 as f64, s.test_accuracy))
+            .or(last);
+    }
+    save(&net, out).map_err(|e| e.to_string())?;
+    if let Some(path) = csv {
+        write_atomic(path, (rows.join("\n") + "\n").as_bytes()).map_err(|e| e.to_string())?;
+    }
+    if let Some(path) = plot {
+        write_atomic(
+            path,
+            netmorph::plot::svg("test accuracy while growing", &series).as_bytes(),
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    println!("wrote {} ({} parameters)", out.display(), net.param_count());
+    Ok(())
 }
 
 fn eval(model: &Path, data: &DataArgs) -> Result<()> {
