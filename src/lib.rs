@@ -11,6 +11,7 @@ pub mod arch;
 pub mod data;
 pub mod fit;
 pub mod model_file;
+pub mod npy;
 pub mod ops;
 pub mod plot;
 

@@ -213,3 +213,47 @@ fn grow_writes_model_csv_and_plot() {
     assert!(err.contains("not a number of epochs"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn predict_reads_and_writes_npy() {
+    use netmorph::{Kernel, Layer, Network, Shape};
+    let dir = temp_dir("predict");
+    let mut k = Kernel::<f32>::zeros(2, 3, 1);
+    k.weight = vec![1.0, 2.0, 3.0, -1.0, 0.5, 0.0];
+    k.bias = vec![0.25, -0.5];
+    let net = Network::new(Shape::flat(3), vec![Layer::Dense(k)]).unwrap();
+    let model = dir.join("m.safetensors");
+    netmorph::model_file::save(&net, &model).unwrap();
+    let (x, y) = (dir.join("x.npy"), dir.join("y.npy"));
+    std::fs::write(
+        &x,
+        netmorph::npy::to_bytes(&[2, 3], &[1.0, 0.0, 2.0, -1.0, 4.0, 1.0], true),
+    )
+    .unwrap();
+    let (code, _, err) = run(&[
+        "predict",
+        model.to_str().unwrap(),
+        "--input",
+        x.to_str().unwrap(),
+        "--output",
+        y.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let out = netmorph::npy::read(&y).unwrap();
+    assert_eq!(out.shape, vec![2, 2]);
+    assert!(out.f32);
+    assert_eq!(out.data, vec![7.25, -1.5, 10.25, 2.5]);
+    // A batch of the wrong width.
+    std::fs::write(&x, netmorph::npy::to_bytes(&[2, 2], &[0.0; 4], false)).unwrap();
+    let (code, _, err) = run(&[
+        "predict",
+        model.to_str().unwrap(),
+        "--input",
+        x.to_str().unwrap(),
+        "--output",
+        y.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("does not fit the model"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -110,6 +110,17 @@ enum Command {
         #[arg(long)]
         plot: Option<PathBuf>,
     },
+    /// Run a saved model on a `.npy` batch (N x C x H x W or N x features, float32/float64).
+    Predict {
+        /// Model.
+        model: PathBuf,
+        /// Input array.
+        #[arg(long)]
+        input: PathBuf,
+        /// Output array (N x outputs, same dtype as the input).
+        #[arg(long)]
+        output: PathBuf,
+    },
     /// Test loss and accuracy of a saved model.
     Eval {
         /// Model.
@@ -206,6 +217,11 @@ fn main() -> ExitCode {
             plot.as_deref(),
         ),
         Command::Eval { model, data } => eval(&model, &data),
+        Command::Predict {
+            model,
+            input,
+            output,
+        } => predict(&model, &input, &output),
         Command::Inspect { model, json } => inspect(&model, json),
     };
     match result {
@@ -477,6 +493,35 @@ fn grow(
         .map_err(|e| e.to_string())?;
     }
     println!("wrote {} ({} parameters)", out.display(), net.param_count());
+    Ok(())
+}
+
+fn predict(model: &Path, input: &Path, output: &Path) -> Result<()> {
+    let net: Network<f64> = load(model).map_err(|e| e.to_string())?;
+    let array = netmorph::npy::read(input).map_err(|e| e.to_string())?;
+    let shape = net.input_shape();
+    let n = array.shape.first().copied().unwrap_or(0);
+    let per_sample: usize = array.shape.iter().skip(1).product();
+    if array.shape.len() < 2 || per_sample != shape.len() {
+        return Err(format!(
+            "{}: input of shape {:?} does not fit the model, which takes N x {} x {} x {} (or N x {})",
+            input.display(),
+            array.shape,
+            shape.c,
+            shape.h,
+            shape.w,
+            shape.len()
+        ));
+    }
+    let x = Tensor {
+        n,
+        shape,
+        data: array.data,
+    };
+    let y = net.forward(&x).map_err(|e| e.to_string())?;
+    let bytes = netmorph::npy::to_bytes(&[n, y.shape.len()], &y.data, array.f32);
+    write_atomic(output, &bytes).map_err(|e| e.to_string())?;
+    println!("wrote {} ({n} x {})", output.display(), y.shape.len());
     Ok(())
 }
 
