@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use netmorph::arch;
-use netmorph::data::{fashion_mnist, Dataset, FASHION_MNIST_DIR};
+use netmorph::data::{cifar10, fashion_mnist, Dataset, FASHION_MNIST_DIR};
 use netmorph::fit::{evaluate, fit, EpochStats, FitConfig};
 use netmorph::model_file::{load, save, write_atomic};
 use netmorph::morph::depth::DepthParams;
@@ -21,6 +21,10 @@ use netmorph::{
 };
 
 type Result<T> = std::result::Result<T, String>;
+
+/// Where `--data cifar10` looks unless `NETMORPH_CIFAR10` names another folder: the shared
+/// JPEG copy beside the repository.
+const CIFAR10_DIR: &str = "../shared/datasets/cifar10-jpeg";
 
 #[derive(Parser)]
 #[command(
@@ -140,7 +144,9 @@ enum Command {
 
 #[derive(clap::Args)]
 struct DataArgs {
-    /// `fashion-mnist` (from /usr/share/datasets/fashion-mnist) or a folder of MNIST-format IDX files.
+    /// `fashion-mnist` (from /usr/share/datasets/fashion-mnist), `cifar10` (the folder in
+    /// NETMORPH_CIFAR10, else ../shared/datasets/cifar10-jpeg), or a folder: CIFAR-10 (JPEG
+    /// layout or binary batches) or MNIST-format IDX files.
     #[arg(long)]
     data: String,
     /// Use only the first N training images (0: all).
@@ -235,15 +241,19 @@ fn main() -> ExitCode {
 
 /// Training and test splits, normalised with the training split's channel statistics.
 fn load_data(name: &str, limit: usize) -> Result<(Dataset, Dataset)> {
-    let dir = match name {
-        "fashion-mnist" => PathBuf::from(FASHION_MNIST_DIR),
-        "cifar10" => return Err(
-            "CIFAR-10 loading is not implemented yet; use fashion-mnist or a folder of IDX files"
-                .into(),
-        ),
-        other => PathBuf::from(other),
-    };
-    let (mut train, mut test) = fashion_mnist(&dir).map_err(|e| e.to_string())?;
+    let cifar_dir = std::env::var_os("NETMORPH_CIFAR10")
+        .map_or_else(|| PathBuf::from(CIFAR10_DIR), PathBuf::from);
+    let (mut train, mut test) = match name {
+        "fashion-mnist" => fashion_mnist(Path::new(FASHION_MNIST_DIR)),
+        "cifar10" => cifar10(&cifar_dir, 0),
+        dir if Path::new(dir).join("train").is_dir()
+            || Path::new(dir).join("data_batch_1.bin").exists() =>
+        {
+            cifar10(Path::new(dir), 0)
+        }
+        dir => fashion_mnist(Path::new(dir)),
+    }
+    .map_err(|e| e.to_string())?;
     let stats = train.channel_stats();
     if limit > 0 {
         train = train.head(limit);

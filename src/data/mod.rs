@@ -1,5 +1,6 @@
 //! Data sets: labelled image batches for training and evaluation.
 
+mod cifar;
 mod idx;
 
 use std::fmt;
@@ -7,6 +8,7 @@ use std::path::PathBuf;
 
 use netmorph_core::{Shape, Tensor};
 
+pub use cifar::{cifar10, cifar10_binary_split, cifar10_jpeg_split, CIFAR10_CLASSES};
 pub use idx::{fashion_mnist, read_idx, Idx, FASHION_MNIST_DIR};
 
 /// A labelled data set held in memory, NCHW f32.
