@@ -11,7 +11,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::width::{apply_channels, find_consumer, parent_channel, span_layers};
+use super::width::{apply_channels, parent_channel, span_layers, widening};
 use super::{finish, linear_kernel, locate, nonzero_fraction, MorphError, MorphReport, NewLayer};
 use crate::solve::algorithm::std_dev;
 use crate::{ActKind, Conv2d, Kernel, Layer, LayerPath, Network, Rng, Scalar};
@@ -120,16 +120,7 @@ pub fn net2wider<T: Scalar>(
         });
     }
     let mut layers = net.layers().to_vec();
-    let (seq, i) = locate(&mut layers, path, false)?;
-    let c = linear_kernel(seq, i, path, "net2wider")?.out;
-    if width < c {
-        return Err(MorphError::Narrower {
-            layer: path.clone(),
-            current: c,
-            requested: width,
-        });
-    }
-    let span = find_consumer(net, seq, path)?;
+    let (seq, c, span) = widening(net, &mut layers, path, width, "net2wider")?;
     let out_std = seq[span.j].kernel().map_or(0.0, |k| {
         std_dev(&k.weight.iter().map(|v| v.as_f64()).collect::<Vec<_>>())
     });

@@ -195,21 +195,7 @@ pub fn widen<T: Scalar>(
     rng: &mut Rng,
 ) -> Result<(Network<T>, MorphReport), MorphError> {
     let mut layers = net.layers().to_vec();
-    let (seq, i) = locate(&mut layers, path, false)?;
-    let c = linear_kernel(seq, i, path, "width")?.out;
-    if width < c {
-        return Err(MorphError::Narrower {
-            layer: path.clone(),
-            current: c,
-            requested: width,
-        });
-    }
-    let span = find_consumer(net, seq, path)?;
-    if !linear_kernel(seq, span.j, &path.with_last(span.j), "width")?.is_finite() {
-        return Err(MorphError::NonFinite {
-            layer: path.with_last(span.j),
-        });
-    }
+    let (seq, c, span) = widening(net, &mut layers, path, width, "width")?;
     let (f1, f2) = kernels(seq, &span);
     // The value a new channel with zero incoming weights and bias takes after the
     // activations in between (new channels get a = 0, the plain function).
@@ -269,6 +255,30 @@ pub fn widen<T: Scalar>(
         layers,
         MorphReport::closed_form("width", path.clone(), new_layers, nz),
     )
+}
+
+/// The checks both width morphs share: `path` is a finite dense/conv layer no wider than
+/// `width`, with a finite consumer in its sequence. Returns that sequence, the current width
+/// and the span.
+pub(crate) fn widening<'a, T: Scalar>(
+    net: &Network<T>,
+    layers: &'a mut Vec<Layer<T>>,
+    path: &LayerPath,
+    width: usize,
+    op: &'static str,
+) -> Result<(&'a mut Vec<Layer<T>>, usize, Span), MorphError> {
+    let (seq, i) = locate(layers, path, false)?;
+    let c = linear_kernel(seq, i, path, op)?.out;
+    if width < c {
+        return Err(MorphError::Narrower {
+            layer: path.clone(),
+            current: c,
+            requested: width,
+        });
+    }
+    let span = find_consumer(net, seq, path)?;
+    linear_kernel(seq, span.j, &path.with_last(span.j), op)?;
+    Ok((seq, c, span))
 }
 
 /// The dense or convolution layer that consumes the output channels of the layer at `path`
