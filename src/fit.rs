@@ -2,7 +2,9 @@
 
 use std::time::Instant;
 
-use netmorph_core::train::{softmax_cross_entropy, train_step, Sgd, SgdConfig, TrainError};
+use netmorph_core::train::{
+    combine, softmax_cross_entropy, train_step, Sgd, SgdConfig, TrainError,
+};
 use netmorph_core::{Network, Rng, Scalar, Tensor};
 
 use crate::data::Dataset;
@@ -18,6 +20,8 @@ pub struct FitConfig {
     pub sgd: SgdConfig,
     /// Seed for the sample order.
     pub seed: u64,
+    /// Threads per step: each computes the gradients of a slice of the batch (1: no threads).
+    pub threads: usize,
 }
 
 /// Metrics after one epoch.
@@ -106,7 +110,11 @@ pub fn fit<T: Scalar>(
         let mut total = 0.0;
         for (step, chunk) in order.chunks(batch).enumerate() {
             let (x, y) = train.batch(chunk);
-            let loss = train_step(net, &mut sgd, &cast(&x), &y)?;
+            let loss = if config.threads > 1 {
+                threaded_step(net, &mut sgd, &cast(&x), &y, config.threads)?
+            } else {
+                train_step(net, &mut sgd, &cast(&x), &y)?
+            };
             total += loss * chunk.len() as f64;
             progress(
                 epoch,
@@ -128,4 +136,66 @@ pub fn fit<T: Scalar>(
         stats.push(s);
     }
     Ok(stats)
+}
+
+/// One SGD step with the batch split into `threads` slices whose gradients are computed in
+/// parallel and combined (weighted by slice size), then one update: the same step as
+/// [`train_step`] up to floating-point summation order.
+fn threaded_step<T: Scalar>(
+    net: &mut Network<T>,
+    sgd: &mut Sgd<T>,
+    x: &Tensor<T>,
+    labels: &[usize],
+    threads: usize,
+) -> Result<f64, TrainError> {
+    let len = x.shape.len();
+    let per = x.n.div_ceil(threads.max(1)).max(1);
+    let parts: Vec<_> = labels.chunks(per).enumerate().collect();
+    let shared: &Network<T> = net;
+    let results: Vec<Result<_, TrainError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = parts
+            .iter()
+            .map(|&(i, ys)| {
+                let xs = Tensor {
+                    n: ys.len(),
+                    shape: x.shape,
+                    data: x.data[i * per * len..(i * per + ys.len()) * len].to_vec(),
+                };
+                scope.spawn(move || -> Result<_, TrainError> {
+                    let (logits, trace) = shared.forward_trace(&xs).map_err(TrainError::Net)?;
+                    let (loss, dlogits) = softmax_cross_entropy(&logits, ys)?;
+                    let grads = shared.backward(&trace, &dlogits).map_err(TrainError::Net)?;
+                    Ok((loss, grads, ys.len()))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(Err(TrainError::NonFinite)))
+            .collect()
+    });
+    let n = labels.len().max(1) as f64;
+    let mut parts = results.into_iter();
+    let (loss0, mut grads, m0) = match parts.next() {
+        Some(r) => r?,
+        None => {
+            return Err(TrainError::Labels {
+                samples: x.n,
+                labels: 0,
+                classes: 0,
+            })
+        }
+    };
+    let mut loss = loss0 * m0 as f64 / n;
+    // g = sum_i (m_i / n) g_i: the first part takes its share when the second is added.
+    let mut first_weight = T::of_f64(m0 as f64 / n);
+    for r in parts {
+        let (l, g, m) = r?;
+        let share = m as f64 / n;
+        combine(&mut grads, &g, first_weight, T::of_f64(share))?;
+        first_weight = T::one();
+        loss += l * share;
+    }
+    sgd.step(net, &grads)?;
+    Ok(loss)
 }

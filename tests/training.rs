@@ -141,3 +141,47 @@ fn misuse_gives_typed_errors() {
         "a failed step must leave the network unchanged"
     );
 }
+
+#[test]
+fn threaded_steps_match_single_threaded_ones() {
+    use netmorph::data::Dataset;
+    use netmorph::fit::{fit, FitConfig};
+    let (x, y) = xor_data(250, 9);
+    let x32 = Tensor {
+        n: x.n,
+        shape: x.shape,
+        data: x.data.iter().map(|v| *v as f32).collect(),
+    };
+    let data = Dataset {
+        x: x32,
+        y,
+        classes: 2,
+    };
+    let run = |threads| {
+        let mut net = mlp(6, 10);
+        let config = FitConfig {
+            epochs: 2,
+            batch: 32,
+            sgd: config(),
+            seed: 3,
+            threads,
+        };
+        fit(&mut net, &data, &data, &config, |_, _, _, _| {}, |_| {}).unwrap();
+        net
+    };
+    let (one, three) = (run(1), run(3));
+    let params = |n: &Network<f64>| -> Vec<f64> {
+        n.layers()
+            .iter()
+            .filter_map(Layer::kernel)
+            .flat_map(|k| k.weight.iter().chain(&k.bias).copied())
+            .collect()
+    };
+    let max = params(&one)
+        .iter()
+        .zip(params(&three))
+        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+    // Same steps; only the summation order of the batch gradient differs.
+    assert!(max < 1e-12, "threaded training drifted by {max}");
+    assert_ne!(one, mlp(6, 10), "training changed nothing");
+}

@@ -174,6 +174,9 @@ struct OptArgs {
     /// Seed for initialisation and sample order.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Threads per training step (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
     /// One JSON object per epoch on stdout instead of text.
     #[arg(long)]
     json: bool,
@@ -263,6 +266,15 @@ fn load_data(name: &str, limit: usize) -> Result<(Dataset, Dataset)> {
     Ok((train, test))
 }
 
+/// `requested` threads, or one per core for 0.
+fn threads(requested: usize) -> usize {
+    if requested > 0 {
+        requested
+    } else {
+        std::thread::available_parallelism().map_or(1, usize::from)
+    }
+}
+
 fn sgd(opt: &OptArgs) -> SgdConfig {
     SgdConfig {
         lr: opt.lr,
@@ -298,6 +310,7 @@ fn run_fit(mut net: Network<f32>, data: &DataArgs, opt: &OptArgs, out: &Path) ->
     }
     let config = FitConfig {
         epochs: opt.epochs,
+        threads: threads(opt.threads),
         batch: opt.batch,
         sgd: sgd(opt),
         seed: opt.seed,
@@ -441,6 +454,7 @@ fn grow(
     println!("stage parent: {} ({} parameters)", spec, net.param_count());
     let config = FitConfig {
         epochs: opt.epochs,
+        threads: threads(opt.threads),
         batch: opt.batch,
         sgd: sgd(opt),
         seed: opt.seed,
@@ -787,6 +801,7 @@ fn demo(seed: u64) -> Result<()> {
     );
     let config = FitConfig {
         epochs: 6,
+        threads: threads(0),
         batch: 32,
         sgd: SgdConfig {
             lr: 0.02,

@@ -7,7 +7,7 @@ mod sgd;
 use core::fmt;
 
 pub use loss::softmax_cross_entropy;
-pub use sgd::{Schedule, Sgd, SgdConfig};
+pub use sgd::{combine, Schedule, Sgd, SgdConfig};
 
 use crate::{NetError, Network, Scalar, Tensor};
 

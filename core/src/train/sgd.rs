@@ -117,6 +117,32 @@ fn zeroed<T: Scalar>(layers: &[Layer<T>]) -> Vec<Layer<T>> {
     v
 }
 
+/// Combines the gradients of two disjoint sub-batches into those of their union:
+/// `a = wa a + wb b` (with `wa`, `wb` the sub-batches' shares of the union), so that batches can
+/// be split across threads.
+///
+/// # Errors
+/// [`TrainError::Structure`] if the two come from differently shaped networks.
+pub fn combine<T: Scalar>(
+    a: &mut Gradients<T>,
+    b: &Gradients<T>,
+    wa: T,
+    wb: T,
+) -> Result<(), TrainError> {
+    if !same_structure(&a.layers, &b.layers) {
+        return Err(TrainError::Structure);
+    }
+    let mut theirs = Vec::new();
+    let mut other = b.layers.clone();
+    for_each_param(&mut other, &mut |x: &mut T| theirs.push(*x));
+    let mut i = 0;
+    for_each_param(&mut a.layers, &mut |x: &mut T| {
+        *x = wa * *x + wb * theirs[i];
+        i += 1;
+    });
+    Ok(())
+}
+
 fn for_each_param<T: Scalar>(layers: &mut [Layer<T>], f: &mut impl FnMut(&mut T)) {
     for l in layers {
         match l {
