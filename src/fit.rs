@@ -171,7 +171,9 @@ fn threaded_step<T: Scalar>(
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or(Err(TrainError::NonFinite)))
+            // A panicking worker is a bug in the crate, not bad input: re-raise it rather than
+            // report it as a training error.
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     });
     let n = labels.len().max(1) as f64;
