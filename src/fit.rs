@@ -108,19 +108,15 @@ pub fn fit<T: Scalar>(
         let start = Instant::now();
         let order = rng.permutation(train.y.len());
         let mut total = 0.0;
-        for (step, chunk) in order.chunks(batch).enumerate() {
+        for (done, chunk) in order.chunks(batch).enumerate() {
             let (x, y) = train.batch(chunk);
-            let loss = if config.threads > 1 {
-                threaded_step(net, &mut sgd, &cast(&x), &y, config.threads)?
-            } else {
-                train_step(net, &mut sgd, &cast(&x), &y)?
-            };
+            let loss = step(net, &mut sgd, &cast(&x), &y, config.threads)?;
             total += loss * chunk.len() as f64;
             progress(
                 epoch,
-                step + 1,
+                done + 1,
                 steps,
-                total / ((step * batch + chunk.len()) as f64),
+                total / ((done * batch + chunk.len()) as f64),
             );
         }
         let seconds = start.elapsed().as_secs_f64();
@@ -140,14 +136,21 @@ pub fn fit<T: Scalar>(
 
 /// One SGD step with the batch split into `threads` slices whose gradients are computed in
 /// parallel and combined (weighted by slice size), then one update: the same step as
-/// [`train_step`] up to floating-point summation order.
-fn threaded_step<T: Scalar>(
+/// [`train_step`] up to floating-point summation order. Returns the batch loss before the
+/// update.
+///
+/// # Errors
+/// Any [`TrainError`]; on error the network is unchanged.
+pub fn step<T: Scalar>(
     net: &mut Network<T>,
     sgd: &mut Sgd<T>,
     x: &Tensor<T>,
     labels: &[usize],
     threads: usize,
 ) -> Result<f64, TrainError> {
+    if threads <= 1 {
+        return train_step(net, sgd, x, labels);
+    }
     let len = x.shape.len();
     let per = x.n.div_ceil(threads.max(1)).max(1);
     let parts: Vec<_> = labels.chunks(per).enumerate().collect();
@@ -164,7 +167,9 @@ fn threaded_step<T: Scalar>(
                 scope.spawn(move || -> Result<_, TrainError> {
                     let (logits, trace) = shared.forward_trace(&xs).map_err(TrainError::Net)?;
                     let (loss, dlogits) = softmax_cross_entropy(&logits, ys)?;
-                    let grads = shared.backward(&trace, &dlogits).map_err(TrainError::Net)?;
+                    let grads = shared
+                        .param_gradients(&trace, &dlogits)
+                        .map_err(TrainError::Net)?;
                     Ok((loss, grads, ys.len()))
                 })
             })

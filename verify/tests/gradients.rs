@@ -110,7 +110,10 @@ fn check(net: &Network<f64>, x: &Tensor<f64>, seed: u64) -> Result<(), TestCaseE
         xp.data[i] += H;
         xm.data[i] -= H;
         let numeric = (loss(net, &xp, &r) - loss(net, &xm, &r)) / (2.0 * H);
-        let a = g.input().data[i];
+        let a = g
+            .input()
+            .expect("backward computes the input gradient")
+            .data[i];
         prop_assert!(
             (numeric - a).abs() <= GRAD_TOL * (1.0 + a.abs()),
             "input {}: analytic {} numeric {}",

@@ -9,9 +9,10 @@ use alloc::vec::Vec;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 
-use super::forward::{col2im, forward_layer, im2col, window};
-use super::layer::{Conv2d, Kernel, Layer, PActivation, Pool};
+use super::forward::{col2im, forward_layer_ref, im2col};
+use super::layer::{Conv2d, Kernel, Layer, PActivation};
 use super::network::{NetError, Network};
+use super::pool::pool_backward;
 use crate::{Scalar, Tensor};
 
 /// What a training forward pass keeps for the backward pass: every layer's input.
@@ -33,7 +34,7 @@ enum Step<T> {
 #[derive(Clone, Debug)]
 pub struct Gradients<T> {
     pub(crate) layers: Vec<Layer<T>>,
-    input: Tensor<T>,
+    input: Option<Tensor<T>>,
 }
 
 impl<T: Scalar> Gradients<T> {
@@ -42,9 +43,10 @@ impl<T: Scalar> Gradients<T> {
         &self.layers
     }
 
-    /// Gradient with respect to the network's input.
-    pub fn input(&self) -> &Tensor<T> {
-        &self.input
+    /// Gradient with respect to the network's input; `None` from
+    /// [`Network::param_gradients`], which skips it.
+    pub fn input(&self) -> Option<&Tensor<T>> {
+        self.input.as_ref()
     }
 }
 
@@ -79,10 +81,32 @@ impl<T: Scalar> Network<T> {
     /// let x = Tensor::new(1, Shape::flat(2), vec![3.0, 5.0]).unwrap();
     /// let (y, trace) = net.forward_trace(&x).unwrap();
     /// let g = net.backward(&trace, &Tensor::new(1, y.shape, vec![1.0]).unwrap()).unwrap();
-    /// assert_eq!(g.input().data, vec![2.0, -1.0]); // dy/dx = W
+    /// assert_eq!(g.input().unwrap().data, vec![2.0, -1.0]); // dy/dx = W
     /// assert_eq!(g.layers()[0].kernel().unwrap().weight, vec![3.0, 5.0]); // dy/dW = x
     /// ```
     pub fn backward(&self, trace: &Trace<T>, dy: &Tensor<T>) -> Result<Gradients<T>, NetError> {
+        self.backward_with(trace, dy, true)
+    }
+
+    /// [`Network::backward`] without the gradient with respect to the input (what training
+    /// needs): the first layer skips its input-gradient products.
+    ///
+    /// # Errors
+    /// As [`Network::backward`].
+    pub fn param_gradients(
+        &self,
+        trace: &Trace<T>,
+        dy: &Tensor<T>,
+    ) -> Result<Gradients<T>, NetError> {
+        self.backward_with(trace, dy, false)
+    }
+
+    fn backward_with(
+        &self,
+        trace: &Trace<T>,
+        dy: &Tensor<T>,
+        need_dx: bool,
+    ) -> Result<Gradients<T>, NetError> {
         let batch = trace.steps.first().map_or(dy.n, |s| match s {
             Step::Input(t) | Step::Branches(t, _) => t.n,
         });
@@ -95,7 +119,7 @@ impl<T: Scalar> Network<T> {
                 found: dy.shape,
             });
         }
-        let (input, layers) = backward_seq(self.layers(), &trace.steps, dy.clone());
+        let (input, layers) = backward_seq(self.layers(), &trace.steps, dy.clone(), need_dx);
         Ok(Gradients { layers, input })
     }
 }
@@ -121,7 +145,7 @@ fn trace_seq<T: Scalar>(layers: &[Layer<T>], mut x: Tensor<T>) -> (Tensor<T>, Tr
             x = sum.unwrap_or_else(|| input.clone());
             steps.push(Step::Branches(input, traces));
         } else {
-            let y = forward_layer(l, x.clone());
+            let y = forward_layer_ref(l, &x);
             steps.push(Step::Input(x));
             x = y;
         }
@@ -129,46 +153,61 @@ fn trace_seq<T: Scalar>(layers: &[Layer<T>], mut x: Tensor<T>) -> (Tensor<T>, Tr
     (x, Trace { steps })
 }
 
+/// Backward through a sequence; the input gradient of its first layer only if `need_dx`.
 fn backward_seq<T: Scalar>(
     layers: &[Layer<T>],
     steps: &[Step<T>],
     mut dy: Tensor<T>,
-) -> (Tensor<T>, Vec<Layer<T>>) {
+    need_dx: bool,
+) -> (Option<Tensor<T>>, Vec<Layer<T>>) {
     let mut grads = Vec::with_capacity(layers.len());
-    for (l, step) in layers.iter().zip(steps).rev() {
+    for (i, (l, step)) in layers.iter().zip(steps).enumerate().rev() {
+        let want = need_dx || i > 0;
         let (dx, g) = match (l, step) {
             (Layer::ParallelSum(bs), Step::Branches(x, traces)) => {
-                let mut dx = Tensor::zeros(x.n, x.shape);
+                let mut dx: Option<Tensor<T>> = (want && bs.is_empty()).then(|| dy.clone());
                 let mut gs = Vec::with_capacity(bs.len());
                 for (b, t) in bs.iter().zip(traces) {
-                    let (dxb, gb) = backward_seq(b, &t.steps, dy.clone());
-                    dx.data
-                        .iter_mut()
-                        .zip(&dxb.data)
-                        .for_each(|(a, v)| *a += *v);
+                    let (dxb, gb) = backward_seq(b, &t.steps, dy.clone(), want);
+                    dx = match (dx, dxb) {
+                        (Some(mut d), Some(db)) => {
+                            d.data.iter_mut().zip(&db.data).for_each(|(a, v)| *a += *v);
+                            Some(d)
+                        }
+                        (d, db) => d.or(db),
+                    };
                     gs.push(gb);
                 }
+                debug_assert!(!want || dx.as_ref().is_some_and(|d| d.shape == x.shape));
                 (dx, Layer::ParallelSum(gs))
             }
-            (_, Step::Input(x)) => backward_layer(l, x, &dy),
+            (_, Step::Input(x)) => backward_layer(l, x, &dy, want),
             // Traces are built by `trace_seq` over the same layers.
             (_, Step::Branches(..)) => unreachable!("trace does not match the network"),
         };
         grads.push(g);
-        dy = dx;
+        if let Some(dx) = dx {
+            dy = dx;
+        }
     }
     grads.reverse();
-    (dy, grads)
+    (need_dx.then_some(dy), grads)
 }
 
-fn backward_layer<T: Scalar>(l: &Layer<T>, x: &Tensor<T>, dy: &Tensor<T>) -> (Tensor<T>, Layer<T>) {
+/// One layer's parameter gradients, and its input gradient if `want`.
+fn backward_layer<T: Scalar>(
+    l: &Layer<T>,
+    x: &Tensor<T>,
+    dy: &Tensor<T>,
+    want: bool,
+) -> (Option<Tensor<T>>, Layer<T>) {
     match l {
         Layer::Dense(k) => {
-            let (dx, g) = dense_backward(k, x, dy);
+            let (dx, g) = dense_backward(k, x, dy, want);
             (dx, Layer::Dense(g))
         }
         Layer::Conv2d(c) => {
-            let (dx, kernel) = conv_backward(c, x, dy);
+            let (dx, kernel) = conv_backward(c, x, dy, want);
             (
                 dx,
                 Layer::Conv2d(Conv2d {
@@ -178,19 +217,19 @@ fn backward_layer<T: Scalar>(l: &Layer<T>, x: &Tensor<T>, dy: &Tensor<T>) -> (Te
                 }),
             )
         }
-        Layer::MaxPool2d(p) => (pool_backward(p, x, dy, true), l.clone()),
-        Layer::AvgPool2d(p) => (pool_backward(p, x, dy, false), l.clone()),
+        Layer::MaxPool2d(p) => (want.then(|| pool_backward(p, x, dy, true)), l.clone()),
+        Layer::AvgPool2d(p) => (want.then(|| pool_backward(p, x, dy, false)), l.clone()),
         Layer::Flatten => (
-            Tensor {
+            want.then(|| Tensor {
                 n: x.n,
                 shape: x.shape,
                 data: dy.data.clone(),
-            },
+            }),
             Layer::Flatten,
         ),
         Layer::Activation(p) => {
             let (dx, g) = act_backward(p, x, dy);
-            (dx, Layer::Activation(g))
+            (want.then_some(dx), Layer::Activation(g))
         }
         // Handled by `backward_seq`.
         Layer::ParallelSum(_) => unreachable!("parallel blocks carry branch traces"),
@@ -202,7 +241,8 @@ fn dense_backward<T: Scalar>(
     k: &Kernel<T>,
     x: &Tensor<T>,
     dy: &Tensor<T>,
-) -> (Tensor<T>, Kernel<T>) {
+    want: bool,
+) -> (Option<Tensor<T>>, Kernel<T>) {
     let mut g = Kernel::zeros(k.out, k.inp, 1);
     let xm = MatRef::from_row_major_slice(&x.data, x.n, k.inp);
     let dym = MatRef::from_row_major_slice(&dy.data, x.n, k.out);
@@ -218,6 +258,9 @@ fn dense_backward<T: Scalar>(
     for row in dy.data.chunks_exact(k.out) {
         g.bias.iter_mut().zip(row).for_each(|(b, v)| *b += *v);
     }
+    if !want {
+        return (None, g);
+    }
     let mut dx = Tensor::zeros(x.n, x.shape);
     matmul(
         MatMut::from_row_major_slice_mut(&mut dx.data, x.n, k.inp),
@@ -227,14 +270,15 @@ fn dense_backward<T: Scalar>(
         T::one(),
         Par::Seq,
     );
-    (dx, g)
+    (Some(dx), g)
 }
 
 fn conv_backward<T: Scalar>(
     c: &Conv2d<T>,
     x: &Tensor<T>,
     dy: &Tensor<T>,
-) -> (Tensor<T>, Kernel<T>) {
+    want: bool,
+) -> (Option<Tensor<T>>, Kernel<T>) {
     let k = &c.kernel;
     let out = dy.shape;
     let (rows, px) = (k.inp * k.k * k.k, out.h * out.w);
@@ -259,6 +303,9 @@ fn conv_backward<T: Scalar>(
         for (o, plane) in dyi.chunks_exact(px).enumerate() {
             g.bias[o] += plane.iter().fold(T::zero(), |a, b| a + *b);
         }
+        if !want {
+            continue;
+        }
         matmul(
             MatMut::from_row_major_slice_mut(&mut dcols, rows, px),
             Accum::Replace,
@@ -275,46 +322,7 @@ fn conv_backward<T: Scalar>(
             &mut dx.data[img * len..(img + 1) * len],
         );
     }
-    (dx, g)
-}
-
-/// Max pooling sends each output gradient to the first maximum of its window; average
-/// pooling spreads it evenly over the (clipped) window.
-fn pool_backward<T: Scalar>(p: &Pool, x: &Tensor<T>, dy: &Tensor<T>, max: bool) -> Tensor<T> {
-    let (h, w) = (x.shape.h, x.shape.w);
-    let out = dy.shape;
-    let mut dx = Tensor::zeros(x.n, x.shape);
-    let planes = x
-        .data
-        .chunks_exact(h * w)
-        .zip(dx.data.chunks_exact_mut(h * w));
-    for ((plane, dplane), dyp) in planes.zip(dy.data.chunks_exact(out.h * out.w)) {
-        for oy in 0..out.h {
-            for ox in 0..out.w {
-                let (y0, y1, x0, x1) = window(p, x.shape, oy, ox);
-                let g = dyp[oy * out.w + ox];
-                if max {
-                    let mut best = (y0 * w + x0, plane[y0 * w + x0]);
-                    for iy in y0..y1 {
-                        for ix in x0..x1 {
-                            if plane[iy * w + ix] > best.1 {
-                                best = (iy * w + ix, plane[iy * w + ix]);
-                            }
-                        }
-                    }
-                    dplane[best.0] += g;
-                } else {
-                    let share = g / T::of_f64(((y1 - y0) * (x1 - x0)) as f64);
-                    for iy in y0..y1 {
-                        dplane[iy * w + x0..iy * w + x1]
-                            .iter_mut()
-                            .for_each(|v| *v += share);
-                    }
-                }
-            }
-        }
-    }
-    dx
+    (want.then_some(dx), g)
 }
 
 /// `dX = dY ((1 - a) phi'(X) + a)`, `da_c = sum dY (X - phi(X))` over the channel's values.

@@ -5,8 +5,9 @@ use alloc::vec::Vec;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 
-use super::layer::{Conv2d, Kernel, Layer, PActivation, Pool, Shape};
+use super::layer::{ActKind, Conv2d, Kernel, Layer, PActivation, Shape};
 use super::network::{infer_layer, LayerPath, NetError, Network};
+use super::pool::pool;
 use crate::{Scalar, Tensor};
 
 impl<T: Scalar> Network<T> {
@@ -44,23 +45,32 @@ pub(crate) fn forward_seq<T: Scalar>(layers: &[Layer<T>], mut x: Tensor<T>) -> T
     x
 }
 
+/// One layer on an owned batch: activations and flatten reuse its buffer.
 pub(crate) fn forward_layer<T: Scalar>(l: &Layer<T>, x: Tensor<T>) -> Tensor<T> {
+    match l {
+        Layer::Activation(a) => activate(a, x),
+        Layer::Flatten => Tensor {
+            n: x.n,
+            shape: Shape::flat(x.shape.len()),
+            data: x.data,
+        },
+        _ => forward_layer_ref(l, &x),
+    }
+}
+
+/// One layer on a borrowed batch (the training pass keeps every layer's input).
+pub(crate) fn forward_layer_ref<T: Scalar>(l: &Layer<T>, x: &Tensor<T>) -> Tensor<T> {
     let out_shape = match infer_layer(l, x.shape, &LayerPath::default()) {
         Ok(s) => s,
         // Networks are validated on construction; shapes cannot fail here.
         Err(_) => unreachable!("forward pass on an unvalidated layer"),
     };
     match l {
-        Layer::Dense(k) => dense(k, &x),
-        Layer::Conv2d(c) => conv(c, &x, out_shape),
-        Layer::MaxPool2d(p) => pool(p, &x, out_shape, true),
-        Layer::AvgPool2d(p) => pool(p, &x, out_shape, false),
-        Layer::Flatten => Tensor {
-            n: x.n,
-            shape: out_shape,
-            data: x.data,
-        },
-        Layer::Activation(a) => activate(a, x),
+        Layer::Dense(k) => dense(k, x),
+        Layer::Conv2d(c) => conv(c, x, out_shape),
+        Layer::MaxPool2d(p) => pool(p, x, out_shape, true),
+        Layer::AvgPool2d(p) => pool(p, x, out_shape, false),
+        Layer::Flatten | Layer::Activation(_) => forward_layer(l, x.clone()),
         Layer::ParallelSum(bs) => {
             let mut sum: Option<Tensor<T>> = None;
             for b in bs {
@@ -73,7 +83,7 @@ pub(crate) fn forward_layer<T: Scalar>(l: &Layer<T>, x: Tensor<T>) -> Tensor<T> 
                     }
                 });
             }
-            sum.unwrap_or(x)
+            sum.unwrap_or_else(|| x.clone())
         }
     }
 }
@@ -122,27 +132,25 @@ fn conv<T: Scalar>(c: &Conv2d<T>, x: &Tensor<T>, out: Shape) -> Tensor<T> {
 
 /// The `(C_in K K) x (H' W')` patch matrix of one sample (row-major), zeros outside the image.
 pub(crate) fn im2col<T: Scalar>(xs: &[T], input: Shape, c: &Conv2d<T>, out: Shape, cols: &mut [T]) {
-    let (kk, s, pad) = (c.kernel.k, c.stride, c.pad);
-    let (h, w, ho, wo) = (input.h, input.w, out.h, out.w);
-    for (r, col) in cols.chunks_exact_mut(ho * wo).enumerate() {
-        let (i, dy, dx) = (r / (kk * kk), (r / kk) % kk, r % kk);
-        let plane = &xs[i * h * w..(i + 1) * h * w];
-        for oy in 0..ho {
-            let iy = (oy * s + dy).wrapping_sub(pad);
-            let row = &mut col[oy * wo..(oy + 1) * wo];
-            if iy >= h {
-                row.fill(T::zero());
-                continue;
+    for (r, col) in cols.chunks_exact_mut(out.h * out.w).enumerate() {
+        for_each_patch_row(r, input, c, out, |row, src, taps| {
+            let (before, rest) = col[row].split_at_mut(taps.start);
+            before.fill(T::zero());
+            let (inside, after) = rest.split_at_mut(taps.len());
+            after.fill(T::zero());
+            match src {
+                None => inside.fill(T::zero()),
+                Some((plane, x0)) if c.stride == 1 => {
+                    inside.copy_from_slice(&xs[plane + x0..plane + x0 + inside.len()]);
+                }
+                Some((plane, x0)) => {
+                    let line = &xs[plane + x0..];
+                    for (k, v) in inside.iter_mut().enumerate() {
+                        *v = line[k * c.stride];
+                    }
+                }
             }
-            for (ox, v) in row.iter_mut().enumerate() {
-                let ix = (ox * s + dx).wrapping_sub(pad);
-                *v = if ix < w {
-                    plane[iy * w + ix]
-                } else {
-                    T::zero()
-                };
-            }
-        }
+        });
     }
 }
 
@@ -154,64 +162,73 @@ pub(crate) fn col2im<T: Scalar>(
     out: Shape,
     dxs: &mut [T],
 ) {
-    let (kk, s, pad) = (c.kernel.k, c.stride, c.pad);
-    let (h, w, ho, wo) = (input.h, input.w, out.h, out.w);
-    for (r, col) in cols.chunks_exact(ho * wo).enumerate() {
-        let (i, dy, dx) = (r / (kk * kk), (r / kk) % kk, r % kk);
-        let plane = &mut dxs[i * h * w..(i + 1) * h * w];
-        for oy in 0..ho {
-            let iy = (oy * s + dy).wrapping_sub(pad);
-            if iy >= h {
-                continue;
-            }
-            for (ox, v) in col[oy * wo..(oy + 1) * wo].iter().enumerate() {
-                let ix = (ox * s + dx).wrapping_sub(pad);
-                if ix < w {
-                    plane[iy * w + ix] += *v;
+    for (r, col) in cols.chunks_exact(out.h * out.w).enumerate() {
+        for_each_patch_row(r, input, c, out, |row, src, taps| {
+            if let Some((plane, x0)) = src {
+                let inside = &col[row][taps];
+                let line = &mut dxs[plane + x0..];
+                if c.stride == 1 {
+                    line[..inside.len()]
+                        .iter_mut()
+                        .zip(inside)
+                        .for_each(|(d, v)| *d += *v);
+                } else {
+                    for (k, v) in inside.iter().enumerate() {
+                        line[k * c.stride] += *v;
+                    }
                 }
             }
-        }
+        });
     }
 }
 
-/// The window `[y0, y1) x [x0, x1)` of pooling output `(oy, ox)`.
-pub(crate) fn window(p: &Pool, input: Shape, oy: usize, ox: usize) -> (usize, usize, usize, usize) {
-    let (y0, x0) = (oy * p.stride, ox * p.stride);
-    (y0, (y0 + p.k).min(input.h), x0, (x0 + p.k).min(input.w))
-}
-
-fn pool<T: Scalar>(p: &Pool, x: &Tensor<T>, out: Shape, max: bool) -> Tensor<T> {
-    let w = x.shape.w;
-    let mut y = Vec::with_capacity(x.n * out.len());
-    for plane in x.data.chunks_exact(x.shape.h * w) {
-        for oy in 0..out.h {
-            for ox in 0..out.w {
-                let (y0, y1, x0, x1) = window(p, x.shape, oy, ox);
-                let window =
-                    (y0..y1).flat_map(|iy| plane[iy * w + x0..iy * w + x1].iter().copied());
-                y.push(if max {
-                    window.fold(T::neg_infinity(), T::max)
-                } else {
-                    let n = T::of_f64(((y1 - y0) * (x1 - x0)) as f64);
-                    window.fold(T::zero(), |a, b| a + b) / n
-                });
-            }
-        }
-    }
-    Tensor {
-        n: x.n,
-        shape: out,
-        data: y,
+/// Walks patch-matrix row `r` (input channel `i`, tap `(dy, dx)`) one output row at a time:
+/// `f(range of the row in the patch row, source, taps)` where `taps` are the output columns
+/// whose tap falls inside the image and `source` is `Some((offset of the input row, first
+/// input column))`, or `None` when the whole output row reads the zero border.
+fn for_each_patch_row<T: Scalar>(
+    r: usize,
+    input: Shape,
+    c: &Conv2d<T>,
+    out: Shape,
+    mut f: impl FnMut(core::ops::Range<usize>, Option<(usize, usize)>, core::ops::Range<usize>),
+) {
+    let (kk, s, pad) = (c.kernel.k, c.stride, c.pad);
+    let (h, w, ho, wo) = (input.h, input.w, out.h, out.w);
+    let (i, dy, dx) = (r / (kk * kk), (r / kk) % kk, r % kk);
+    // Output column `ox` reads input column `ox s + dx - pad`, inside for `lo <= ox < hi`.
+    let lo = pad.saturating_sub(dx).div_ceil(s);
+    let hi = (w + pad).saturating_sub(dx).div_ceil(s).min(wo);
+    let lo = lo.min(hi);
+    for oy in 0..ho {
+        let iy = (oy * s + dy).wrapping_sub(pad);
+        let src = (iy < h && lo < hi).then(|| ((i * h + iy) * w, lo * s + dx - pad));
+        let taps = if src.is_some() { lo..hi } else { 0..0 };
+        f(oy * wo..(oy + 1) * wo, src, taps);
     }
 }
 
 fn activate<T: Scalar>(p: &PActivation<T>, mut x: Tensor<T>) -> Tensor<T> {
     let plane = x.shape.h * x.shape.w;
     for sample in x.data.chunks_exact_mut(x.shape.len()) {
-        for (c, ch) in sample.chunks_exact_mut(plane).enumerate() {
-            let a = p.a[c];
-            ch.iter_mut()
-                .for_each(|v| *v = PActivation::eval(p.kind, a, *v));
+        for (ch, a) in sample.chunks_exact_mut(plane).zip(&p.a) {
+            let a = *a;
+            // One branch per channel, not per value: the plain and identity members are the
+            // common cases and must stay exact (phi^0 = phi, phi^1 = x).
+            if a == T::one() {
+                continue;
+            }
+            match p.kind {
+                // `v < 0` keeps a NaN a NaN, as `eval` does.
+                ActKind::Relu if a == T::zero() => ch.iter_mut().for_each(|v| {
+                    if *v < T::zero() {
+                        *v = T::zero();
+                    }
+                }),
+                kind => ch
+                    .iter_mut()
+                    .for_each(|v| *v = PActivation::eval(kind, a, *v)),
+            }
         }
     }
     x

@@ -4,6 +4,7 @@ mod backward;
 mod forward;
 mod layer;
 mod network;
+mod pool;
 
 pub use backward::{Gradients, Trace};
 pub use layer::{ActKind, Conv2d, Kernel, Layer, PActivation, Pool, Shape};

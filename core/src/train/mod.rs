@@ -64,7 +64,9 @@ pub fn train_step<T: Scalar>(
 ) -> Result<f64, TrainError> {
     let (logits, trace) = net.forward_trace(x).map_err(TrainError::Net)?;
     let (loss, dlogits) = softmax_cross_entropy(&logits, labels)?;
-    let grads = net.backward(&trace, &dlogits).map_err(TrainError::Net)?;
+    let grads = net
+        .param_gradients(&trace, &dlogits)
+        .map_err(TrainError::Net)?;
     sgd.step(net, &grads)?;
     Ok(loss)
 }
