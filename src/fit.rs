@@ -2,6 +2,8 @@
 
 use std::time::Instant;
 
+use rayon::prelude::*;
+
 use netmorph_core::train::{
     combine, softmax_cross_entropy, train_step, Sgd, SgdConfig, TrainError,
 };
@@ -155,32 +157,25 @@ pub fn step<T: Scalar>(
     let per = x.n.div_ceil(threads.max(1)).max(1);
     let parts: Vec<_> = labels.chunks(per).enumerate().collect();
     let shared: &Network<T> = net;
-    let results: Vec<Result<_, TrainError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = parts
-            .iter()
-            .map(|&(i, ys)| {
-                let xs = Tensor {
-                    n: ys.len(),
-                    shape: x.shape,
-                    data: x.data[i * per * len..(i * per + ys.len()) * len].to_vec(),
-                };
-                scope.spawn(move || -> Result<_, TrainError> {
-                    let (logits, trace) = shared.forward_trace(&xs).map_err(TrainError::Net)?;
-                    let (loss, dlogits) = softmax_cross_entropy(&logits, ys)?;
-                    let grads = shared
-                        .param_gradients(&trace, &dlogits)
-                        .map_err(TrainError::Net)?;
-                    Ok((loss, grads, ys.len()))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            // A panicking worker is a bug in the crate, not bad input: re-raise it rather than
-            // report it as a training error.
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
+    // rayon's pool keeps its threads between steps: spawning threads every step cost more
+    // than a small network's whole step. A panicking task is re-raised by rayon (a bug in
+    // the crate, not bad input).
+    let results: Vec<Result<_, TrainError>> = parts
+        .par_iter()
+        .map(|&(i, ys)| {
+            let xs = Tensor {
+                n: ys.len(),
+                shape: x.shape,
+                data: x.data[i * per * len..(i * per + ys.len()) * len].to_vec(),
+            };
+            let (logits, trace) = shared.forward_trace(&xs).map_err(TrainError::Net)?;
+            let (loss, dlogits) = softmax_cross_entropy(&logits, ys)?;
+            let grads = shared
+                .param_gradients(&trace, &dlogits)
+                .map_err(TrainError::Net)?;
+            Ok((loss, grads, ys.len()))
+        })
+        .collect();
     let n = labels.len().max(1) as f64;
     let mut parts = results.into_iter();
     let (loss0, mut grads, m0) = match parts.next() {

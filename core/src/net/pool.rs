@@ -14,6 +14,7 @@ use super::layer::{Pool, Shape};
 use crate::{Scalar, Tensor};
 
 /// The input range of output `o` along an axis of length `n`.
+#[inline]
 fn span(p: &Pool, n: usize, o: usize) -> Range<usize> {
     let start = o * p.stride;
     start..(start + p.k).min(n)

@@ -132,15 +132,30 @@ pub fn combine<T: Scalar>(
     if !same_structure(&a.layers, &b.layers) {
         return Err(TrainError::Structure);
     }
-    let mut theirs = Vec::new();
-    let mut other = b.layers.clone();
-    for_each_param(&mut other, &mut |x: &mut T| theirs.push(*x));
-    let mut i = 0;
-    for_each_param(&mut a.layers, &mut |x: &mut T| {
-        *x = wa * *x + wb * theirs[i];
-        i += 1;
+    zip_params(&mut a.layers, &b.layers, &mut |x, y| {
+        x.iter_mut()
+            .zip(y)
+            .for_each(|(x, y)| *x = wa * *x + wb * *y);
     });
     Ok(())
+}
+
+/// Calls `f` on each pair of matching parameter slices of two networks of one structure.
+fn zip_params<T: Scalar>(a: &mut [Layer<T>], b: &[Layer<T>], f: &mut impl FnMut(&mut [T], &[T])) {
+    for (x, y) in a.iter_mut().zip(b) {
+        match (x, y) {
+            (Layer::ParallelSum(p), Layer::ParallelSum(q)) => {
+                p.iter_mut().zip(q).for_each(|(u, v)| zip_params(u, v, f));
+            }
+            (Layer::Activation(p), Layer::Activation(q)) => f(&mut p.a, &q.a),
+            (x, y) => {
+                if let (Some(k), Some(g)) = (x.kernel_mut(), y.kernel()) {
+                    f(&mut k.weight, &g.weight);
+                    f(&mut k.bias, &g.bias);
+                }
+            }
+        }
+    }
 }
 
 fn for_each_param<T: Scalar>(layers: &mut [Layer<T>], f: &mut impl FnMut(&mut T)) {

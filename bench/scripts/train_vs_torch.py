@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Side by side: training throughput of netmorph and PyTorch (CPU, float32) in one run.
+
+Models: Caffe's cifar10_quick (3x32x32 inputs, batch 100) and the 784-50-10 MLP with ReLU
+(Fashion-MNIST-sized inputs, batch 100). Both sides run SGD with momentum 0.9 and weight decay
+0.004 on the same generated batch (no data loading, no evaluation), after warm-up steps, with
+the same number of threads. netmorph: the `train_throughput` example; PyTorch:
+torch.set_num_threads(threads). Each side is measured `rounds` times, alternating, and the
+median of each side's rounds is compared.
+
+    pip install torch   # CPU is enough; PyPI's wheel also brings CUDA libraries
+    python3 bench/scripts/train_vs_torch.py [threads] [rounds]
+"""
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn as nn
+
+STEPS = {"cifar10_quick": 30, "mlp": 3000}
+BATCH = 100
+
+
+def cifar10_quick():
+    return nn.Sequential(
+        nn.Conv2d(3, 32, 5, padding=2), nn.MaxPool2d(3, 2, ceil_mode=True), nn.ReLU(),
+        nn.Conv2d(32, 32, 5, padding=2), nn.ReLU(), nn.AvgPool2d(3, 2, ceil_mode=True),
+        nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.AvgPool2d(3, 2, ceil_mode=True),
+        nn.Flatten(), nn.Linear(1024, 64), nn.Linear(64, 10))
+
+
+def mlp():
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 50), nn.ReLU(), nn.Linear(50, 10))
+
+
+def torch_images_per_second(name, steps):
+    torch.manual_seed(0)
+    net, shape = (cifar10_quick(), (3, 32, 32)) if name == "cifar10_quick" else (mlp(), (1, 28, 28))
+    opt = torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9, weight_decay=0.004)
+    x = torch.randn(BATCH, *shape)
+    y = torch.arange(BATCH) % 10
+    loss = nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad()
+        loss(net(x), y).backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return BATCH * steps / (time.perf_counter() - start)
+
+
+def netmorph_images_per_second(name, steps, threads):
+    out = subprocess.run(
+        ["target/release/examples/train_throughput", name, str(BATCH), str(threads), str(steps)],
+        check=True, capture_output=True, text=True).stdout
+    fields = dict(f.split("=") for f in out.split())
+    return float(fields["images_per_second"])
+
+
+def main():
+    threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    torch.set_num_threads(threads)
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "netmorph-bench",
+                    "--example", "train_throughput"], check=True)
+    print(f"torch {torch.__version__}, {threads} threads, batch {BATCH}, float32, "
+          f"median of {rounds} alternating rounds")
+    for name, steps in STEPS.items():
+        ours, theirs = [], []
+        for _ in range(rounds):
+            ours.append(netmorph_images_per_second(name, steps, threads))
+            theirs.append(torch_images_per_second(name, steps))
+        a, b = statistics.median(ours), statistics.median(theirs)
+        print(f"{name:14} netmorph {a:10.0f} img/s   torch {b:10.0f} img/s   ratio {a / b:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()
