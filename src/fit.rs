@@ -1,5 +1,6 @@
 //! Mini-batch training and evaluation over a [`Dataset`], with per-epoch metrics.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -9,7 +10,7 @@ use netmorph_core::train::{
 };
 use netmorph_core::{Network, Rng, Scalar, Tensor};
 
-use crate::data::Dataset;
+use crate::data::{augment, Augment, Dataset};
 
 /// How to train.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -24,6 +25,52 @@ pub struct FitConfig {
     pub seed: u64,
     /// Threads per step: each computes the gradients of a slice of the batch (1: no threads).
     pub threads: usize,
+    /// Augmentation of training batches, if any.
+    pub augment: Option<Augment>,
+}
+
+/// Where a training run stands: with the network, all a checkpoint needs to resume exactly
+/// (sample orders and augmentation are drawn from the seed, the epoch and the step).
+#[derive(Clone, Debug)]
+pub struct TrainState<T> {
+    /// Epochs finished.
+    pub epoch: usize,
+    /// Steps finished in the epoch after those.
+    pub step: usize,
+    /// Sum of batch loss times batch size over those steps (for the epoch's mean loss).
+    pub loss_sum: f64,
+    /// Optimiser: momentum and the iteration the schedule counts from.
+    pub sgd: Sgd<T>,
+}
+
+impl<T: Scalar> TrainState<T> {
+    /// The start of a run.
+    pub fn new(config: &FitConfig) -> Self {
+        Self {
+            epoch: 0,
+            step: 0,
+            loss_sum: 0.0,
+            sgd: Sgd::new(config.sgd),
+        }
+    }
+}
+
+/// How [`fit`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every epoch ran.
+    Finished,
+    /// The stop flag was raised; the state says where to resume.
+    Interrupted,
+}
+
+/// The seed of `epoch`'s sample order, or with `step` of that step's augmentation.
+fn derived_seed(seed: u64, epoch: usize, step: Option<usize>) -> u64 {
+    let mut rng = Rng::seed(seed ^ (epoch as u64).rotate_left(32));
+    match step {
+        None => rng.next_u64(),
+        Some(s) => rng.next_u64() ^ Rng::seed(s as u64 + 1).next_u64(),
+    }
 }
 
 /// Metrics after one epoch.
@@ -86,54 +133,68 @@ fn cast<T: Scalar>(x: &Tensor<f32>) -> Tensor<T> {
     }
 }
 
-/// Trains `net` on `train`, evaluating on `test` after every epoch; `progress` is called
-/// after every step with (epoch, steps done in the epoch, steps per epoch, running loss) and
-/// `on_epoch` after every epoch.
+/// Trains `net` on the `(train, test)` pair's `train` from `state` up to `config.epochs` epochs, evaluating on `test`
+/// after every epoch; `progress` is called after every step with (epoch, steps done in the
+/// epoch, steps per epoch, running loss) and `on_epoch` after every epoch. `stop` is checked
+/// before every step: once raised, `fit` returns [`Outcome::Interrupted`] and `state` (with
+/// `net`) resumes the run exactly where it stopped.
 ///
 /// # Errors
 /// [`TrainError`] (a NaN loss, data that does not fit the network); the network keeps the
 /// last good update.
 pub fn fit<T: Scalar>(
     net: &mut Network<T>,
-    train: &Dataset,
-    test: &Dataset,
+    (train, test): (&Dataset, &Dataset),
     config: &FitConfig,
+    state: &mut TrainState<T>,
+    stop: &AtomicBool,
     mut progress: impl FnMut(usize, usize, usize, f64),
     mut on_epoch: impl FnMut(&EpochStats),
-) -> Result<Vec<EpochStats>, TrainError> {
-    let mut sgd = Sgd::new(config.sgd);
-    let mut rng = Rng::seed(config.seed);
-    let mut stats = Vec::with_capacity(config.epochs);
+) -> Result<(Vec<EpochStats>, Outcome), TrainError> {
+    let mut stats = Vec::with_capacity(config.epochs.saturating_sub(state.epoch));
     let batch = config.batch.max(1);
     let steps = train.y.len().div_ceil(batch);
-    for epoch in 1..=config.epochs {
+    while state.epoch < config.epochs {
+        let epoch = state.epoch + 1;
         let start = Instant::now();
-        let order = rng.permutation(train.y.len());
-        let mut total = 0.0;
-        for (done, chunk) in order.chunks(batch).enumerate() {
-            let (x, y) = train.batch(chunk);
-            let loss = step(net, &mut sgd, &cast(&x), &y, config.threads)?;
-            total += loss * chunk.len() as f64;
+        let order = Rng::seed(derived_seed(config.seed, epoch, None)).permutation(train.y.len());
+        let mut images = 0usize;
+        for (done, chunk) in order.chunks(batch).enumerate().skip(state.step) {
+            if stop.load(Ordering::Relaxed) {
+                return Ok((stats, Outcome::Interrupted));
+            }
+            let (mut x, y) = train.batch(chunk);
+            if let Some(aug) = config.augment {
+                let mut rng = Rng::seed(derived_seed(config.seed, epoch, Some(done)));
+                augment(&mut x, aug, &mut rng);
+            }
+            let loss = step(net, &mut state.sgd, &cast(&x), &y, config.threads)?;
+            state.loss_sum += loss * chunk.len() as f64;
+            state.step = done + 1;
+            images += chunk.len();
             progress(
                 epoch,
                 done + 1,
                 steps,
-                total / ((done * batch + chunk.len()) as f64),
+                state.loss_sum / ((done * batch + chunk.len()) as f64),
             );
         }
         let seconds = start.elapsed().as_secs_f64();
         let (test_loss, test_accuracy) = evaluate(net, test)?;
         let s = EpochStats {
             epoch,
-            train_loss: total / train.y.len().max(1) as f64,
+            train_loss: state.loss_sum / train.y.len().max(1) as f64,
             test_loss,
             test_accuracy,
-            images_per_second: train.y.len() as f64 / seconds.max(1e-9),
+            images_per_second: images as f64 / seconds.max(1e-9),
         };
+        state.epoch = epoch;
+        state.step = 0;
+        state.loss_sum = 0.0;
         on_epoch(&s);
         stats.push(s);
     }
-    Ok(stats)
+    Ok((stats, Outcome::Finished))
 }
 
 /// One SGD step with the batch split into `threads` slices whose gradients are computed in

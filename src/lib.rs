@@ -8,6 +8,7 @@
 pub use netmorph_core::*;
 
 pub mod arch;
+pub mod checkpoint;
 pub mod data;
 pub mod fit;
 pub mod model_file;

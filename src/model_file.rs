@@ -144,14 +144,86 @@ fn describe<T: Scalar>(layers: &[Layer<T>], prefix: &str, t: &mut Tensors) -> Ve
     out
 }
 
+/// Metadata key of a checkpoint's training state (JSON), beside [`METADATA_KEY`].
+pub const CHECKPOINT_KEY: &str = "netmorph_checkpoint";
+
 /// The architecture JSON and tensors of `net`, serialized as safetensors bytes.
 ///
 /// # Errors
 /// [`ModelFileError::Corrupt`] only if safetensors rejects the tensors (it does not for
 /// networks built by this crate).
 pub fn to_bytes<T: Scalar>(net: &Network<T>) -> Result<Vec<u8>, ModelFileError> {
+    serialize(net, None)
+}
+
+/// Writes a checkpoint: `net` as a model file (every reader of models can use it) plus
+/// `state` under [`CHECKPOINT_KEY`] and, if given, layers shaped like the network's (the
+/// optimiser's momentum) as tensors `momentum.*`, described in `state["momentum"]`.
+/// Written atomically, like [`save`].
+///
+/// # Errors
+/// As [`save`].
+pub fn save_checkpoint<T: Scalar>(
+    net: &Network<T>,
+    state: Value,
+    momentum: Option<&[Layer<T>]>,
+    path: &Path,
+) -> Result<(), ModelFileError> {
+    let data = serialize(net, Some((state, momentum)))?;
+    write_atomic(path, &data)
+}
+
+/// Reads a checkpoint written by [`save_checkpoint`]: the network, the state JSON and the
+/// momentum layers (if it has them).
+///
+/// # Errors
+/// As [`load`]; [`ModelFileError::Architecture`] if the file is a plain model (no
+/// [`CHECKPOINT_KEY`] entry) or its momentum tensors do not match their description.
+#[allow(clippy::type_complexity)]
+pub fn load_checkpoint<T: Scalar>(
+    path: &Path,
+) -> Result<(Network<T>, Value, Option<Vec<Layer<T>>>), ModelFileError> {
+    let net = load(path)?;
+    let arch_err = |reason: String| ModelFileError::Architecture {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let data = std::fs::read(path).map_err(|source| ModelFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let (_, meta) = SafeTensors::read_metadata(&data).map_err(|e| arch_err(e.to_string()))?;
+    let text = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(CHECKPOINT_KEY))
+        .ok_or_else(|| {
+            arch_err(format!(
+                "a model, not a checkpoint (no `{CHECKPOINT_KEY}` entry); train from it with `netmorph continue` instead of --resume"
+            ))
+        })?;
+    let state: Value = serde_json::from_str(text).map_err(|e| arch_err(e.to_string()))?;
+    let momentum = if state["momentum"].is_null() {
+        None
+    } else {
+        let st = SafeTensors::deserialize(&data).map_err(|e| arch_err(e.to_string()))?;
+        Some(parse_layers(&state["momentum"], &st).map_err(arch_err)?)
+    };
+    Ok((net, state, momentum))
+}
+
+fn serialize<T: Scalar>(
+    net: &Network<T>,
+    checkpoint: Option<(Value, Option<&[Layer<T>]>)>,
+) -> Result<Vec<u8>, ModelFileError> {
     let mut t = Tensors { list: Vec::new() };
     let layers = describe(net.layers(), "layers.", &mut t);
+    let checkpoint = checkpoint.map(|(mut state, momentum)| {
+        state["momentum"] = momentum.map_or(Value::Null, |m| {
+            Value::Array(describe(m, "momentum.", &mut t))
+        });
+        state.to_string()
+    });
     let s = net.input_shape();
     let arch = json!({
         "format": FORMAT,
@@ -171,7 +243,10 @@ pub fn to_bytes<T: Scalar>(net: &Network<T>) -> Result<Vec<u8>, ModelFileError> 
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(corrupt)?;
-    let meta = HashMap::from([(METADATA_KEY.to_string(), arch.to_string())]);
+    let mut meta = HashMap::from([(METADATA_KEY.to_string(), arch.to_string())]);
+    if let Some(state) = checkpoint {
+        meta.insert(CHECKPOINT_KEY.to_string(), state);
+    }
     safetensors::serialize(views, Some(meta)).map_err(corrupt)
 }
 

@@ -142,31 +142,66 @@ fn misuse_gives_typed_errors() {
     );
 }
 
-#[test]
-fn threaded_steps_match_single_threaded_ones() {
-    use netmorph::data::Dataset;
-    use netmorph::fit::{fit, FitConfig};
-    let (x, y) = xor_data(250, 9);
-    let x32 = Tensor {
-        n: x.n,
-        shape: x.shape,
-        data: x.data.iter().map(|v| *v as f32).collect(),
-    };
-    let data = Dataset {
-        x: x32,
+fn xor_dataset(n: usize, seed: u64) -> netmorph::data::Dataset {
+    let (x, y) = xor_data(n, seed);
+    netmorph::data::Dataset {
+        x: Tensor {
+            n: x.n,
+            shape: x.shape,
+            data: x.data.iter().map(|v| *v as f32).collect(),
+        },
         y,
         classes: 2,
+    }
+}
+
+fn fit_config(threads: usize) -> netmorph::fit::FitConfig {
+    netmorph::fit::FitConfig {
+        epochs: 2,
+        batch: 32,
+        sgd: config(),
+        seed: 3,
+        threads,
+        augment: None,
+    }
+}
+
+/// Trains `net` from `state` until the end or until `stop_after` more steps.
+fn run_fit(
+    net: &mut Network<f64>,
+    data: &netmorph::data::Dataset,
+    config: &netmorph::fit::FitConfig,
+    state: &mut netmorph::fit::TrainState<f64>,
+    stop_after: Option<usize>,
+) -> netmorph::fit::Outcome {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = AtomicBool::new(false);
+    let mut steps = 0;
+    let on_step = |_, _, _, _| {
+        steps += 1;
+        if Some(steps) == stop_after {
+            stop.store(true, Ordering::Relaxed);
+        }
     };
+    netmorph::fit::fit(net, (data, data), config, state, &stop, on_step, |_| {})
+        .unwrap()
+        .1
+}
+
+#[test]
+fn threaded_steps_match_single_threaded_ones() {
+    use netmorph::fit::TrainState;
+    let data = xor_dataset(250, 9);
     let run = |threads| {
         let mut net = mlp(6, 10);
-        let config = FitConfig {
-            epochs: 2,
-            batch: 32,
-            sgd: config(),
-            seed: 3,
-            threads,
-        };
-        fit(&mut net, &data, &data, &config, |_, _, _, _| {}, |_| {}).unwrap();
+        let config = fit_config(threads);
+        run_fit(
+            &mut net,
+            &data,
+            &config,
+            &mut TrainState::new(&config),
+            None,
+        );
         net
     };
     let (one, three) = (run(1), run(3));
@@ -184,4 +219,143 @@ fn threaded_steps_match_single_threaded_ones() {
     // Same steps; only the summation order of the batch gradient differs.
     assert!(max < 1e-12, "threaded training drifted by {max}");
     assert_ne!(one, mlp(6, 10), "training changed nothing");
+}
+
+#[test]
+fn an_interrupted_run_resumed_from_its_checkpoint_ends_bit_identical() {
+    use netmorph::checkpoint;
+    use netmorph::fit::{Outcome, TrainState};
+    let data = xor_dataset(250, 9);
+    let config = fit_config(1);
+    let mut straight = mlp(6, 10);
+    let outcome = run_fit(
+        &mut straight,
+        &data,
+        &config,
+        &mut TrainState::new(&config),
+        None,
+    );
+    assert_eq!(outcome, Outcome::Finished);
+
+    // 8 steps per epoch: stop inside the second epoch, save, load, go on.
+    let dir = tempdir("resume");
+    let path = dir.join("run.ckpt.safetensors");
+    let mut net = mlp(6, 10);
+    let mut state = TrainState::new(&config);
+    let outcome = run_fit(&mut net, &data, &config, &mut state, Some(11));
+    assert_eq!(outcome, Outcome::Interrupted);
+    assert_eq!((state.epoch, state.step), (1, 3));
+    checkpoint::save(&net, &state, &config, &path).unwrap();
+    let (mut resumed, mut state): (Network<f64>, _) = checkpoint::load(&path, &config).unwrap();
+    assert_eq!(resumed, net, "the checkpoint holds the network bit for bit");
+    assert_eq!(state.sgd.iteration(), 11);
+    let outcome = run_fit(&mut resumed, &data, &config, &mut state, None);
+    assert_eq!(outcome, Outcome::Finished);
+    assert_eq!(resumed, straight, "resuming changed the run");
+
+    // The checkpoint is a model file too; a plain model is not a checkpoint.
+    assert_eq!(netmorph::model_file::load::<f64>(&path).unwrap(), net);
+    let model = dir.join("model.safetensors");
+    netmorph::model_file::save(&net, &model).unwrap();
+    let err = checkpoint::load::<f64>(&model, &config).unwrap_err();
+    assert!(err.to_string().contains("not a checkpoint"), "{err}");
+    // Another batch size would not replay the same sample order.
+    let other = netmorph::fit::FitConfig {
+        batch: 16,
+        ..config
+    };
+    let err = checkpoint::load::<f64>(&path, &other).unwrap_err();
+    assert!(err.to_string().contains("--batch 32"), "{err}");
+}
+
+#[test]
+fn augmentation_shifts_and_mirrors_whole_images() {
+    use netmorph::data::{augment, Augment};
+    let shape = Shape::image(2, 4, 5);
+    let x = Tensor::<f32>::new(
+        50,
+        shape,
+        (0..50 * shape.len()).map(|v| v as f32 + 1.0).collect(),
+    )
+    .unwrap();
+    // Flip only: every image is itself or its mirror image, and both occur.
+    let mut flipped = x.clone();
+    augment(
+        &mut flipped,
+        Augment {
+            crop: 0,
+            flip: true,
+        },
+        &mut Rng::seed(4),
+    );
+    let (mut same, mut mirrored) = (0, 0);
+    for (a, b) in x
+        .data
+        .chunks_exact(shape.len())
+        .zip(flipped.data.chunks_exact(shape.len()))
+    {
+        let mirror: Vec<f32> = a
+            .chunks_exact(5)
+            .flat_map(|r| r.iter().rev().copied())
+            .collect();
+        if a == b {
+            same += 1;
+        } else {
+            assert_eq!(b, mirror.as_slice());
+            mirrored += 1;
+        }
+    }
+    assert!(same > 0 && mirrored > 0, "{same} kept, {mirrored} mirrored");
+    // Crop only: each image is a shifted copy, the same shift in every channel, zeros
+    // where it moved in from outside.
+    let mut cropped = x.clone();
+    augment(
+        &mut cropped,
+        Augment {
+            crop: 2,
+            flip: false,
+        },
+        &mut Rng::seed(5),
+    );
+    let mut shifted = 0;
+    for (a, b) in x
+        .data
+        .chunks_exact(shape.len())
+        .zip(cropped.data.chunks_exact(shape.len()))
+    {
+        let found = (-2isize..=2)
+            .flat_map(|dy| (-2isize..=2).map(move |dx| (dy, dx)))
+            .find(|&(dy, dx)| {
+                (0..shape.len()).all(|i| {
+                    let (c, y, x) = (i / 20, (i / 5) % 4, i % 5);
+                    let (sy, sx) = (y as isize + dy, x as isize + dx);
+                    let want = if (0..4).contains(&sy) && (0..5).contains(&sx) {
+                        a[c * 20 + sy as usize * 5 + sx as usize]
+                    } else {
+                        0.0
+                    };
+                    b[i] == want
+                })
+            });
+        let (dy, dx) = found.expect("every image is a shift of itself");
+        shifted += usize::from((dy, dx) != (0, 0));
+    }
+    assert!(shifted > 25, "only {shifted} of 50 images moved");
+    // Seeded: the same draw twice.
+    let mut again = x.clone();
+    augment(
+        &mut again,
+        Augment {
+            crop: 2,
+            flip: false,
+        },
+        &mut Rng::seed(5),
+    );
+    assert_eq!(again, cropped);
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("netmorph-training-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }

@@ -3,12 +3,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use netmorph::arch;
+use netmorph::checkpoint;
+use netmorph::data::Augment;
 use netmorph::data::{cifar10, fashion_mnist, Dataset, FASHION_MNIST_DIR};
-use netmorph::fit::{evaluate, fit, EpochStats, FitConfig};
+use netmorph::fit::{evaluate, fit, EpochStats, FitConfig, Outcome, TrainState};
 use netmorph::model_file::{load, save, write_atomic};
 use netmorph::morph::depth::DepthParams;
 use netmorph::morph::plan::MorphOp;
@@ -180,10 +183,47 @@ struct OptArgs {
     /// One JSON object per epoch on stdout instead of text.
     #[arg(long)]
     json: bool,
+    /// Learning-rate schedule: `constant`, `step:EVERY:GAMMA` (times GAMMA every EVERY
+    /// iterations; Caffe's cifar10_quick: `step:4000:0.1`) or `cosine[:MIN]` (from --lr down
+    /// to MIN, default 0, over the run).
+    #[arg(long, default_value = "constant")]
+    schedule: String,
+    /// Learning-rate multiplier for biases (Caffe's cifar10_quick uses 2).
+    #[arg(long, default_value_t = 2.0)]
+    bias_lr_mult: f64,
+    /// Shift each training image by up to N pixels at random (zero-filled: pad and crop).
+    #[arg(long, default_value_t = 0)]
+    crop: usize,
+    /// Mirror training images left-right at random.
+    #[arg(long)]
+    flip: bool,
+    /// Resume the run from the checkpoint an interrupted run (Ctrl-C) wrote; pass the
+    /// same data, seed and batch size.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Where Ctrl-C writes the checkpoint [default: beside --out, NAME.ckpt.safetensors].
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
 }
+
+/// Raised by Ctrl-C: training stops after the current step and writes a checkpoint.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Exit status after an interruption (128 + SIGINT, as shells report it).
+const INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A second Ctrl-C leaves at once; every file is written atomically, so nothing is torn.
+    let handler = ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            std::process::exit(i32::from(INTERRUPTED));
+        }
+        eprintln!("\ninterrupted: stopping after this step (Ctrl-C again to quit now)");
+    });
+    if let Err(e) = handler {
+        eprintln!("warning: Ctrl-C will not write a checkpoint: {e}");
+    }
     let result = match cli.command {
         Command::Demo { seed } => demo(seed),
         Command::Train {
@@ -197,9 +237,15 @@ fn main() -> ExitCode {
             data,
             opt,
             out,
-        } => load(&model)
-            .map_err(|e| e.to_string())
-            .and_then(|net| run_fit(net, &data, &opt, &out)),
+        } => {
+            if opt.resume.is_some() {
+                run_fit(None, &data, &opt, &out)
+            } else {
+                load(&model)
+                    .map_err(|e| e.to_string())
+                    .and_then(|net| run_fit(Some(net), &data, &opt, &out))
+            }
+        }
         Command::Morph {
             model,
             ops,
@@ -275,17 +321,54 @@ fn threads(requested: usize) -> usize {
     }
 }
 
-fn sgd(opt: &OptArgs) -> SgdConfig {
-    SgdConfig {
-        lr: opt.lr,
-        momentum: opt.momentum,
-        weight_decay: opt.weight_decay,
-        bias_lr_mult: 2.0,
-        schedule: Schedule::Constant,
+/// Parses `--schedule` for a run of `total` iterations.
+fn schedule(text: &str, total: usize) -> Result<Schedule> {
+    let bad = || {
+        format!("--schedule `{text}`: write `constant`, `step:EVERY:GAMMA` (e.g. `step:4000:0.1`) or `cosine[:MIN]`")
+    };
+    let parts: Vec<&str> = text.split(':').collect();
+    match parts.as_slice() {
+        ["constant"] => Ok(Schedule::Constant),
+        ["step", every, gamma] => Ok(Schedule::Step {
+            every: every.parse().ok().filter(|e| *e > 0).ok_or_else(bad)?,
+            gamma: gamma.parse().map_err(|_| bad())?,
+        }),
+        ["cosine"] => Ok(Schedule::Cosine { total, min: 0.0 }),
+        ["cosine", min] => Ok(Schedule::Cosine {
+            total,
+            min: min.parse().map_err(|_| bad())?,
+        }),
+        _ => Err(bad()),
     }
 }
 
+/// The training configuration `opt` asks for, over `train` for `epochs` epochs.
+fn fit_config(opt: &OptArgs, train: &Dataset, epochs: usize) -> Result<FitConfig> {
+    let batch = opt.batch.max(1);
+    let total = epochs * train.y.len().div_ceil(batch);
+    Ok(FitConfig {
+        epochs,
+        threads: threads(opt.threads),
+        batch,
+        sgd: SgdConfig {
+            lr: opt.lr,
+            momentum: opt.momentum,
+            weight_decay: opt.weight_decay,
+            bias_lr_mult: opt.bias_lr_mult,
+            schedule: schedule(&opt.schedule, total)?,
+        },
+        seed: opt.seed,
+        augment: (opt.crop > 0 || opt.flip).then_some(Augment {
+            crop: opt.crop,
+            flip: opt.flip,
+        }),
+    })
+}
+
 fn train(spec: &str, data: &DataArgs, opt: &OptArgs, out: &Path) -> Result<()> {
+    if opt.resume.is_some() {
+        return run_fit(None, data, opt, out);
+    }
     let arch = arch::parse(spec).map_err(|e| e.to_string())?;
     let (train_set, _) = load_data(&data.data, 1)?;
     let net: Network<f32> = arch
@@ -295,11 +378,29 @@ fn train(spec: &str, data: &DataArgs, opt: &OptArgs, out: &Path) -> Result<()> {
             &mut Rng::seed(opt.seed),
         )
         .map_err(|e| e.to_string())?;
-    run_fit(net, data, opt, out)
+    run_fit(Some(net), data, opt, out)
 }
 
-fn run_fit(mut net: Network<f32>, data: &DataArgs, opt: &OptArgs, out: &Path) -> Result<()> {
+/// Trains `net` (or, with `--resume`, the checkpoint's network) and writes it to `out`.
+fn run_fit(net: Option<Network<f32>>, data: &DataArgs, opt: &OptArgs, out: &Path) -> Result<()> {
     let (train_set, test_set) = load_data(&data.data, data.limit)?;
+    let config = fit_config(opt, &train_set, opt.epochs)?;
+    let (mut net, mut state) = match (&opt.resume, net) {
+        (Some(path), _) => {
+            let (net, state) = checkpoint::load(path, &config).map_err(|e| e.to_string())?;
+            if !opt.json {
+                println!(
+                    "resuming {} at epoch {}, step {}",
+                    path.display(),
+                    state.epoch + 1,
+                    state.step
+                );
+            }
+            (net, state)
+        }
+        (None, Some(net)) => (net, TrainState::new(&config)),
+        (None, None) => return Err("nothing to train: give a model or --resume".into()),
+    };
     if !opt.json {
         println!(
             "{} parameters, {} training images, {} test images",
@@ -308,14 +409,19 @@ fn run_fit(mut net: Network<f32>, data: &DataArgs, opt: &OptArgs, out: &Path) ->
             test_set.y.len()
         );
     }
-    let config = FitConfig {
-        epochs: opt.epochs,
-        threads: threads(opt.threads),
-        batch: opt.batch,
-        sgd: sgd(opt),
-        seed: opt.seed,
-    };
-    let stats = fit_with_progress(&mut net, &train_set, &test_set, &config, opt.json, "train")?;
+    let ckpt = opt
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| checkpoint::path_for(out));
+    let stats = fit_or_checkpoint(
+        &mut net,
+        (&train_set, &test_set),
+        &config,
+        &mut state,
+        opt.json,
+        "train",
+        Some(&ckpt),
+    )?;
     save(&net, out).map_err(|e| e.to_string())?;
     if !opt.json {
         let last = stats.last().map_or(0.0, |s| s.test_accuracy);
@@ -328,14 +434,46 @@ fn run_fit(mut net: Network<f32>, data: &DataArgs, opt: &OptArgs, out: &Path) ->
     Ok(())
 }
 
+/// [`fit_with_progress`]; an interruption writes a checkpoint to `ckpt` (if given) and
+/// ends the process with status 130.
+fn fit_or_checkpoint(
+    net: &mut Network<f32>,
+    (train, test): (&Dataset, &Dataset),
+    config: &FitConfig,
+    state: &mut TrainState<f32>,
+    json: bool,
+    label: &str,
+    ckpt: Option<&Path>,
+) -> Result<Vec<EpochStats>> {
+    let (stats, outcome) = fit_with_progress(net, train, test, config, state, json, label)?;
+    if outcome == Outcome::Interrupted {
+        match ckpt {
+            Some(path) => {
+                checkpoint::save(net, state, config, path).map_err(|e| e.to_string())?;
+                eprintln!(
+                    "{label}: stopped at epoch {}, step {}; checkpoint written to {}\nresume with the same command plus `--resume {}`",
+                    state.epoch + 1,
+                    state.step,
+                    path.display(),
+                    path.display()
+                );
+            }
+            None => eprintln!("{label}: stopped"),
+        }
+        std::process::exit(i32::from(INTERRUPTED));
+    }
+    Ok(stats)
+}
+
 fn fit_with_progress(
     net: &mut Network<f32>,
     train: &Dataset,
     test: &Dataset,
     config: &FitConfig,
+    state: &mut TrainState<f32>,
     json: bool,
     label: &str,
-) -> Result<Vec<EpochStats>> {
+) -> Result<(Vec<EpochStats>, Outcome)> {
     let bar = if json {
         ProgressBar::hidden()
     } else {
@@ -345,23 +483,29 @@ fn fit_with_progress(
         ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let started = std::time::Instant::now();
+    let mut steps_here = 0usize;
     let result = fit(
         net,
-        train,
-        test,
+        (train, test),
         config,
+        state,
+        &STOP,
         |epoch, step, steps, loss| {
+            steps_here += 1;
+            let rate =
+                (steps_here * config.batch) as f64 / started.elapsed().as_secs_f64().max(1e-9);
             bar.set_length(steps as u64);
             bar.set_position(step as u64);
             bar.set_prefix(format!("{label} epoch {epoch}"));
-            bar.set_message(format!("loss {loss:.4}"));
+            bar.set_message(format!("loss {loss:.4}, {rate:.0} images/s"));
         },
         |s| {
             bar.suspend(|| {
                 if json {
                     println!(
-                        "{{\"epoch\":{},\"train_loss\":{},\"test_loss\":{},\"test_accuracy\":{},\"images_per_second\":{}}}",
-                        s.epoch, s.train_loss, s.test_loss, s.test_accuracy, s.images_per_second
+                        "{{\"stage\":\"{}\",\"epoch\":{},\"train_loss\":{},\"test_loss\":{},\"test_accuracy\":{},\"images_per_second\":{}}}",
+                        label.trim(), s.epoch, s.train_loss, s.test_loss, s.test_accuracy, s.images_per_second
                     );
                 } else {
                     println!(
@@ -405,6 +549,9 @@ fn grow(
     csv: Option<&Path>,
     plot: Option<&Path>,
 ) -> Result<()> {
+    if opt.resume.is_some() {
+        return Err("grow runs its stages from the start; to resume an interrupted stage, use `netmorph continue CHECKPOINT --resume CHECKPOINT`".into());
+    }
     let stages: Vec<(usize, Vec<MorphOp>)> = stages
         .iter()
         .map(|s| parse_stage(s))
@@ -452,14 +599,20 @@ fn grow(
         });
     };
     println!("stage parent: {} ({} parameters)", spec, net.param_count());
-    let config = FitConfig {
-        epochs: opt.epochs,
-        threads: threads(opt.threads),
-        batch: opt.batch,
-        sgd: sgd(opt),
-        seed: opt.seed,
-    };
-    let stats = fit_with_progress(&mut net, &train_set, &test_set, &config, opt.json, "parent")?;
+    let config = fit_config(opt, &train_set, opt.epochs)?;
+    let ckpt = opt
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| checkpoint::path_for(out));
+    let stats = fit_or_checkpoint(
+        &mut net,
+        (&train_set, &test_set),
+        &config,
+        &mut TrainState::new(&config),
+        opt.json,
+        "parent",
+        Some(&ckpt),
+    )?;
     record("parent", net.param_count(), &stats, epoch0, None);
     epoch0 += opt.epochs;
     let mut last = stats.last().map(|s| (epoch0 as f64, s.test_accuracy));
@@ -492,12 +645,19 @@ fn grow(
             100.0 * acc
         );
         let config = FitConfig {
-            epochs: *epochs,
             seed: opt.seed + 1 + i as u64,
-            ..config
+            ..fit_config(opt, &train_set, *epochs)?
         };
         let name = format!("stage {}", i + 1);
-        let stats = fit_with_progress(&mut net, &train_set, &test_set, &config, opt.json, &name)?;
+        let stats = fit_or_checkpoint(
+            &mut net,
+            (&train_set, &test_set),
+            &config,
+            &mut TrainState::new(&config),
+            opt.json,
+            &name,
+            Some(&ckpt),
+        )?;
         record(&name, net.param_count(), &stats, epoch0, last);
         epoch0 += epochs;
         last = stats
@@ -811,10 +971,22 @@ fn demo(seed: u64) -> Result<()> {
             schedule: Schedule::Constant,
         },
         seed,
+        augment: None,
+    };
+    let fit_demo = |net: &mut Network<f32>, config: &FitConfig, label: &str| {
+        fit_or_checkpoint(
+            net,
+            (&train, &test),
+            config,
+            &mut TrainState::new(config),
+            false,
+            label,
+            None,
+        )
     };
     let mut net = demo_parent(&mut rng)?;
     println!("\n1. train the parent ({} parameters)", net.param_count());
-    let parent_acc = fit_with_progress(&mut net, &train, &test, &config, false, "parent")?
+    let parent_acc = fit_demo(&mut net, &config, "parent")?
         .last()
         .map_or(0.0, |s| s.test_accuracy);
 
@@ -891,11 +1063,11 @@ fn demo(seed: u64) -> Result<()> {
         seed: seed + 1,
         ..config
     };
-    let child_acc = fit_with_progress(&mut child, &train, &test, &config, false, "child ")?
+    let child_acc = fit_demo(&mut child, &config, "child ")?
         .last()
         .map_or(0.0, |s| s.test_accuracy);
     println!("\n4. for comparison, keep training the unmorphed parent just as long");
-    let parent_more = fit_with_progress(&mut net, &train, &test, &config, false, "parent")?
+    let parent_more = fit_demo(&mut net, &config, "parent")?
         .last()
         .map_or(0.0, |s| s.test_accuracy);
     println!(

@@ -1,5 +1,6 @@
 //! Data sets: labelled image batches for training and evaluation.
 
+mod augment;
 mod cifar;
 mod idx;
 
@@ -8,6 +9,7 @@ use std::path::PathBuf;
 
 use netmorph_core::{Shape, Tensor};
 
+pub use augment::{augment, Augment};
 pub use cifar::{cifar10, cifar10_binary_split, cifar10_jpeg_split, CIFAR10_CLASSES};
 pub use idx::{fashion_mnist, read_idx, Idx, FASHION_MNIST_DIR};
 

@@ -77,9 +77,31 @@ impl<T: Scalar> Sgd<T> {
         }
     }
 
+    /// An optimiser that picks up saved state: the momentum buffers (shaped like the
+    /// network's layers, as [`Sgd::velocity`] gives them; `None` for zero momentum) and the
+    /// iterations done, which the schedule counts from.
+    pub fn resume(config: SgdConfig, velocity: Option<Vec<Layer<T>>>, iter: usize) -> Self {
+        Self {
+            config,
+            velocity,
+            iter,
+        }
+    }
+
     /// Iterations done.
     pub fn iteration(&self) -> usize {
         self.iter
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &SgdConfig {
+        &self.config
+    }
+
+    /// The momentum buffers, shaped like the network's layers (parameters hold the
+    /// velocities); `None` before the first step.
+    pub fn velocity(&self) -> Option<&[Layer<T>]> {
+        self.velocity.as_deref()
     }
 
     /// Applies one update to `net` with `grads`; P-activation `a` is clamped to `[0, 1]`.
