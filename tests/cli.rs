@@ -257,3 +257,80 @@ fn predict_reads_and_writes_npy() {
     assert!(err.contains("does not fit the model"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn ctrl_c_writes_a_checkpoint_that_resumes_to_the_uninterrupted_model() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = temp_dir("interrupt");
+    let out = dir.join("model.safetensors");
+    let ckpt = dir.join("model.ckpt.safetensors");
+    let args = |epochs: &str, out: &str| -> Vec<String> {
+        [
+            "train",
+            "--arch",
+            "mlp(20)",
+            "--data",
+            "fashion-mnist",
+            "--limit",
+            "1000",
+            "--batch",
+            "10",
+            "--threads",
+            "1",
+            "--seed",
+            "4",
+            "--json",
+            "--epochs",
+            epochs,
+            "--out",
+            out,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netmorph"))
+        .args(args("1000", out.to_str().unwrap()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once the first epoch is reported: the run is then mid-training.
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("\"epoch\":1"), "{first}");
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("checkpoint written"), "{err}");
+    assert!(ckpt.exists(), "{err}");
+    assert!(!out.exists(), "an interrupted run must not write the model");
+    // "stopped at epoch E, step S": resume and finish epoch E.
+    let epoch = err
+        .split("stopped at epoch ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .unwrap()
+        .to_string();
+    let mut resume = args(&epoch, out.to_str().unwrap());
+    resume.extend(["--resume".to_string(), ckpt.to_str().unwrap().to_string()]);
+    let resume: Vec<&str> = resume.iter().map(String::as_str).collect();
+    let (code, _, err) = run(&resume);
+    assert_eq!(code, 0, "{err}");
+    let straight = dir.join("straight.safetensors");
+    let args = args(&epoch, straight.to_str().unwrap());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, _, err) = run(&args);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(&straight).unwrap(),
+        "the resumed model differs from the uninterrupted one"
+    );
+}
