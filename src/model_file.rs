@@ -260,7 +260,9 @@ pub fn save<T: Scalar>(net: &Network<T>, path: &Path) -> Result<(), ModelFileErr
     write_atomic(path, &data)
 }
 
-/// Writes `data` to `path` through a temporary file and a rename.
+/// Writes `data` to `path` through a temporary file and a rename. A target that exists
+/// and is not a regular file or a folder (`/dev/null`, a FIFO) is written in place: a rename
+/// would replace the device with a file.
 ///
 /// # Errors
 /// [`ModelFileError::Io`]; no temporary file survives an error.
@@ -269,6 +271,9 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ModelFileError> {
         path: path.to_path_buf(),
         source,
     };
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        return std::fs::write(path, data).map_err(io);
+    }
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -128,6 +128,7 @@ fn fashion_mnist_loads_and_trains() {
         momentum: 0.9,
         weight_decay: 0.0,
         bias_lr_mult: 1.0,
+        a_lr_mult: 1.0,
         schedule: Schedule::Constant,
     };
     let mut sgd = Sgd::new(config);

@@ -70,6 +70,15 @@ fn save_writes_atomically_and_loads() {
 }
 
 #[test]
+fn devices_are_written_in_place_not_replaced() {
+    use std::os::unix::fs::FileTypeExt;
+    let null = std::path::Path::new("/dev/null");
+    save(&sample(), null).unwrap();
+    let kind = std::fs::metadata(null).unwrap().file_type();
+    assert!(kind.is_char_device(), "/dev/null was replaced: {kind:?}");
+}
+
+#[test]
 fn missing_directory_is_an_io_error_without_leftovers() {
     let dir = temp_dir("missing");
     let path = dir.join("no/such/dir/model.safetensors");

@@ -40,6 +40,7 @@ fn config() -> SgdConfig {
         momentum: 0.9,
         weight_decay: 1e-4,
         bias_lr_mult: 2.0,
+        a_lr_mult: 1.0,
         schedule: Schedule::Constant,
     }
 }

@@ -35,6 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         momentum: 0.9,
         weight_decay: 0.004,
         bias_lr_mult: 2.0,
+        a_lr_mult: 1.0,
         schedule: Schedule::Constant,
     });
     let x = Tensor::<f32>::random(batch, input, &mut rng);

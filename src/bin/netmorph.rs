@@ -191,6 +191,10 @@ struct OptArgs {
     /// Learning-rate multiplier for biases (Caffe's cifar10_quick uses 2).
     #[arg(long, default_value_t = 2.0)]
     bias_lr_mult: f64,
+    /// Learning-rate multiplier for the P-activations' `a` (morphed children start linear,
+    /// `a = 1`; a larger rate lets them turn non-linear sooner).
+    #[arg(long, default_value_t = 1.0)]
+    a_lr_mult: f64,
     /// Shift each training image by up to N pixels at random (zero-filled: pad and crop).
     #[arg(long, default_value_t = 0)]
     crop: usize,
@@ -355,6 +359,7 @@ fn fit_config(opt: &OptArgs, train: &Dataset, epochs: usize) -> Result<FitConfig
             momentum: opt.momentum,
             weight_decay: opt.weight_decay,
             bias_lr_mult: opt.bias_lr_mult,
+            a_lr_mult: opt.a_lr_mult,
             schedule: schedule(&opt.schedule, total)?,
         },
         seed: opt.seed,
@@ -968,6 +973,7 @@ fn demo(seed: u64) -> Result<()> {
             momentum: 0.9,
             weight_decay: 1e-4,
             bias_lr_mult: 2.0,
+            a_lr_mult: 1.0,
             schedule: Schedule::Constant,
         },
         seed,

@@ -39,6 +39,10 @@ pub struct SgdConfig {
     pub weight_decay: f64,
     /// Learning-rate multiplier for biases (Caffe's cifar10_quick uses 2).
     pub bias_lr_mult: f64,
+    /// Learning-rate multiplier for the P-activations' `a`. A morphed child starts with
+    /// `a = 1` (linear); at the weights' rate its `a` barely moves, so the child stays
+    /// nearly linear. A larger rate lets it become non-linear (section 3.3).
+    pub a_lr_mult: f64,
     /// Schedule.
     pub schedule: Schedule,
 }
@@ -236,7 +240,14 @@ fn update_seq<T: Scalar>(
                 }
             }
             (Layer::Activation(p), Layer::Activation(gp), Layer::Activation(vp)) => {
-                momentum_step(&mut p.a, &gp.a, &mut vp.a, c.momentum, lr, 0.0);
+                momentum_step(
+                    &mut p.a,
+                    &gp.a,
+                    &mut vp.a,
+                    c.momentum,
+                    lr * c.a_lr_mult,
+                    0.0,
+                );
                 p.a.iter_mut()
                     .for_each(|a| *a = a.max(T::zero()).min(T::one()));
             }
