@@ -7,8 +7,9 @@ with `netmorph predict` on the same random batch.
     python3 examples/torch_compare.py model.safetensors [--netmorph target/release/netmorph]
 
 The architecture JSON (docs/format.md) maps one to one onto torch.nn modules; tensors are
-already in PyTorch's layout. Not run in CI: PyPI's torch wheel pulls gigabytes of CUDA
-libraries, too much for the CI budget.
+already in PyTorch's layout. `.ci/run` runs it on a trained and on a morphed model (parallel
+branches, P-activations, padding changes); exit status 1 if the outputs differ by more than
+1e-9 relative.
 """
 import argparse
 import json

@@ -28,6 +28,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "mlp" => ("mlp(50)", Shape::image(1, 28, 28)),
         other => return Err(format!("unknown model {other:?}: use cifar10_quick or mlp").into()),
     };
+    // As the `netmorph` program does.
+    netmorph::fit::retain_freed_memory();
     let mut rng = Rng::seed(7);
     let mut net = parse(spec)?.build::<f32>(input, 10, &mut rng)?;
     let mut sgd = Sgd::new(SgdConfig {

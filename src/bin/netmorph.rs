@@ -107,6 +107,10 @@ enum Command {
         /// A stage: `EPOCHS:OP[+OP...]`, e.g. `5:depth@1,cl=50,act=relu`. Repeat for more stages.
         #[arg(long = "stage", required = true)]
         stages: Vec<String>,
+        /// Learning rate of the morph stages [default: --lr]. Children usually want a higher
+        /// rate than the converged parent's last.
+        #[arg(long)]
+        stage_lr: Option<f64>,
         /// Where to write the final model.
         #[arg(long)]
         out: PathBuf,
@@ -218,6 +222,7 @@ const INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    netmorph::fit::retain_freed_memory();
     // A second Ctrl-C leaves at once; every file is written atomically, so nothing is torn.
     let handler = ctrlc::set_handler(|| {
         if STOP.swap(true, Ordering::SeqCst) {
@@ -263,6 +268,7 @@ fn main() -> ExitCode {
             data,
             opt,
             stages,
+            stage_lr,
             out,
             csv,
             plot,
@@ -270,10 +276,9 @@ fn main() -> ExitCode {
             &arch,
             &data,
             &opt,
-            &stages,
+            (&stages, stage_lr),
             &out,
-            csv.as_deref(),
-            plot.as_deref(),
+            (csv.as_deref(), plot.as_deref()),
         ),
         Command::Eval { model, data } => eval(&model, &data),
         Command::Predict {
@@ -549,10 +554,9 @@ fn grow(
     spec: &str,
     data: &DataArgs,
     opt: &OptArgs,
-    stages: &[String],
+    (stages, stage_lr): (&[String], Option<f64>),
     out: &Path,
-    csv: Option<&Path>,
-    plot: Option<&Path>,
+    (csv, plot): (Option<&Path>, Option<&Path>),
 ) -> Result<()> {
     if opt.resume.is_some() {
         return Err("grow runs its stages from the start; to resume an interrupted stage, use `netmorph continue CHECKPOINT --resume CHECKPOINT`".into());
@@ -649,10 +653,11 @@ fn grow(
             i + 1,
             100.0 * acc
         );
-        let config = FitConfig {
+        let mut config = FitConfig {
             seed: opt.seed + 1 + i as u64,
             ..fit_config(opt, &train_set, *epochs)?
         };
+        config.sgd.lr = stage_lr.unwrap_or(opt.lr);
         let name = format!("stage {}", i + 1);
         let stats = fit_or_checkpoint(
             &mut net,

@@ -9,8 +9,8 @@ use alloc::vec::Vec;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 
-use super::forward::{col2im, forward_layer_ref, im2col};
-use super::layer::{Conv2d, Kernel, Layer, PActivation};
+use super::forward::{forward_layer_ref, Patches};
+use super::layer::{ActKind, Conv2d, Kernel, Layer, PActivation};
 use super::network::{NetError, Network};
 use super::pool::pool_backward;
 use crate::{Scalar, Tensor};
@@ -288,8 +288,9 @@ fn conv_backward<T: Scalar>(
     let mut dcols = alloc::vec![T::zero(); rows * px];
     let wm = MatRef::from_row_major_slice(&k.weight, k.out, rows);
     let len = x.shape.len();
+    let mut patches = Patches::new(c, x.shape, out);
     for img in 0..x.n {
-        im2col(x.sample(img), x.shape, c, out, &mut cols);
+        patches.im2col(x.sample(img), &mut cols);
         let dyi = dy.sample(img);
         let dym = MatRef::from_row_major_slice(dyi, k.out, px);
         matmul(
@@ -314,13 +315,7 @@ fn conv_backward<T: Scalar>(
             T::one(),
             Par::Seq,
         );
-        col2im(
-            &dcols,
-            x.shape,
-            c,
-            out,
-            &mut dx.data[img * len..(img + 1) * len],
-        );
+        patches.col2im(&dcols, &mut dx.data[img * len..(img + 1) * len]);
     }
     (want.then_some(dx), g)
 }
@@ -341,13 +336,23 @@ fn act_backward<T: Scalar>(
     for ((xs, dys), dxs) in samples.zip(dx.data.chunks_exact_mut(x.shape.len())) {
         for (c, (a, dac)) in p.a.iter().zip(da.iter_mut()).enumerate() {
             let range = c * plane..(c + 1) * plane;
-            for ((xv, g), d) in xs[range.clone()]
+            let values = xs[range.clone()]
                 .iter()
                 .zip(&dys[range.clone()])
-                .zip(&mut dxs[range])
-            {
-                *d = *g * ((T::one() - *a) * p.kind.derivative(*xv) + *a);
-                *dac += *g * (*xv - p.kind.apply(*xv));
+                .zip(&mut dxs[range]);
+            if p.kind == ActKind::Relu {
+                // The same arithmetic with phi' in {0, 1} hoisted out of the loop.
+                let (on, off) = ((T::one() - *a) + *a, (T::one() - *a) * T::zero() + *a);
+                for ((xv, g), d) in values {
+                    let positive = *xv > T::zero();
+                    *d = *g * if positive { on } else { off };
+                    *dac += *g * (*xv - if positive { *xv } else { T::zero() });
+                }
+            } else {
+                for ((xv, g), d) in values {
+                    *d = *g * ((T::one() - *a) * p.kind.derivative(*xv) + *a);
+                    *dac += *g * (*xv - p.kind.apply(*xv));
+                }
             }
         }
     }

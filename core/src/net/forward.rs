@@ -114,8 +114,9 @@ fn conv<T: Scalar>(c: &Conv2d<T>, x: &Tensor<T>, out: Shape) -> Tensor<T> {
     let mut cols = alloc::vec![T::zero(); rows * ho * wo];
     let mut y = alloc::vec![T::zero(); x.n * out.len()];
     let wm = MatRef::from_row_major_slice(&k.weight, k.out, rows);
+    let mut patches = Patches::new(c, x.shape, out);
     for (img, yimg) in y.chunks_exact_mut(out.len()).enumerate() {
-        im2col(x.sample(img), x.shape, c, out, &mut cols);
+        patches.im2col(x.sample(img), &mut cols);
         for (o, plane) in yimg.chunks_exact_mut(ho * wo).enumerate() {
             plane.fill(k.bias[o]);
         }
@@ -130,81 +131,109 @@ fn conv<T: Scalar>(c: &Conv2d<T>, x: &Tensor<T>, out: Shape) -> Tensor<T> {
     }
 }
 
-/// The `(C_in K K) x (H' W')` patch matrix of one sample (row-major), zeros outside the image.
-pub(crate) fn im2col<T: Scalar>(xs: &[T], input: Shape, c: &Conv2d<T>, out: Shape, cols: &mut [T]) {
-    for (r, col) in cols.chunks_exact_mut(out.h * out.w).enumerate() {
-        for_each_patch_row(r, input, c, out, |row, src, taps| {
-            let (before, rest) = col[row].split_at_mut(taps.start);
-            before.fill(T::zero());
-            let (inside, after) = rest.split_at_mut(taps.len());
-            after.fill(T::zero());
-            match src {
-                None => inside.fill(T::zero()),
-                Some((plane, x0)) if c.stride == 1 => {
-                    inside.copy_from_slice(&xs[plane + x0..plane + x0 + inside.len()]);
-                }
-                Some((plane, x0)) => {
-                    let line = &xs[plane + x0..];
-                    for (k, v) in inside.iter_mut().enumerate() {
-                        *v = line[k * c.stride];
-                    }
-                }
-            }
-        });
-    }
+/// The `(C_in K K) x (H' W')` patch matrices of a convolution (im2col) and their adjoint
+/// (col2im), through a zero-padded copy of the sample: every patch row is then a plain copy
+/// (strided for strided convolutions) with no border tests.
+pub(crate) struct Patches<'a, T> {
+    conv: &'a Conv2d<T>,
+    input: Shape,
+    out: Shape,
+    /// `C_in x (H + 2 pad) x (W + 2 pad)`; its border stays zero in im2col.
+    padded: Vec<T>,
 }
 
-/// The adjoint of [`im2col`]: adds each patch-matrix entry back onto its input pixel.
-pub(crate) fn col2im<T: Scalar>(
-    cols: &[T],
-    input: Shape,
-    c: &Conv2d<T>,
-    out: Shape,
-    dxs: &mut [T],
-) {
-    for (r, col) in cols.chunks_exact(out.h * out.w).enumerate() {
-        for_each_patch_row(r, input, c, out, |row, src, taps| {
-            if let Some((plane, x0)) = src {
-                let inside = &col[row][taps];
-                let line = &mut dxs[plane + x0..];
-                if c.stride == 1 {
-                    line[..inside.len()]
-                        .iter_mut()
-                        .zip(inside)
-                        .for_each(|(d, v)| *d += *v);
+impl<'a, T: Scalar> Patches<'a, T> {
+    /// Scratch space for `conv` on `input`-shaped samples giving `out`.
+    pub(crate) fn new(conv: &'a Conv2d<T>, input: Shape, out: Shape) -> Self {
+        let p = conv.pad;
+        let len = if p > 0 {
+            input.c * (input.h + 2 * p) * (input.w + 2 * p)
+        } else {
+            0
+        };
+        Self {
+            conv,
+            input,
+            out,
+            padded: alloc::vec![T::zero(); len],
+        }
+    }
+
+    /// Rows `(i, dy, dx)`, each with the offset of its first tap in the padded sample.
+    fn rows(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let (k, p) = (self.conv.kernel.k, self.conv.pad);
+        let (hp, wp) = (self.input.h + 2 * p, self.input.w + 2 * p);
+        (0..self.input.c * k * k).map(move |r| {
+            let (i, dy, dx) = (r / (k * k), (r / k) % k, r % k);
+            (r, (i * hp + dy) * wp + dx)
+        })
+    }
+
+    /// The patch matrix of sample `xs` into `cols` (row-major, zeros outside the image).
+    pub(crate) fn im2col(&mut self, xs: &[T], cols: &mut [T]) {
+        let (s, p) = (self.conv.stride, self.conv.pad);
+        let (h, w) = (self.input.h, self.input.w);
+        let (wp, wo, px) = (w + 2 * p, self.out.w, self.out.h * self.out.w);
+        if p > 0 {
+            for (ch, plane) in xs.chunks_exact(h * w).enumerate() {
+                for (y, line) in plane.chunks_exact(w).enumerate() {
+                    let at = (ch * (h + 2 * p) + y + p) * wp + p;
+                    self.padded[at..at + w].copy_from_slice(line);
+                }
+            }
+        }
+        let src: &[T] = if p > 0 { &self.padded } else { xs };
+        for (r, base) in self.rows() {
+            for (oy, dst) in cols[r * px..(r + 1) * px].chunks_exact_mut(wo).enumerate() {
+                let line = &src[base + oy * s * wp..];
+                if s == 1 {
+                    dst.copy_from_slice(&line[..wo]);
                 } else {
-                    for (k, v) in inside.iter().enumerate() {
-                        line[k * c.stride] += *v;
-                    }
+                    dst.iter_mut()
+                        .enumerate()
+                        .for_each(|(ox, v)| *v = line[ox * s]);
                 }
             }
-        });
+        }
     }
-}
 
-/// Walks patch-matrix row `r` (input channel `i`, tap `(dy, dx)`) one output row at a time:
-/// `f(range of the row in the patch row, source, taps)` where `taps` are the output columns
-/// whose tap falls inside the image and `source` is `Some((offset of the input row, first
-/// input column))`, or `None` when the whole output row reads the zero border.
-fn for_each_patch_row<T: Scalar>(
-    r: usize,
-    input: Shape,
-    c: &Conv2d<T>,
-    out: Shape,
-    mut f: impl FnMut(core::ops::Range<usize>, Option<(usize, usize)>, core::ops::Range<usize>),
-) {
-    let (kk, s, pad) = (c.kernel.k, c.stride, c.pad);
-    let (h, w, ho, wo) = (input.h, input.w, out.h, out.w);
-    let (i, dy, dx) = (r / (kk * kk), (r / kk) % kk, r % kk);
-    // Output column `ox` reads input column `ox s + dx - pad`, inside for `lo <= ox < hi`.
-    let lo = pad.saturating_sub(dx).div_ceil(s);
-    let hi = (w + pad).saturating_sub(dx).div_ceil(s).min(wo);
-    let lo = lo.min(hi);
-    for oy in 0..ho {
-        let iy = (oy * s + dy).wrapping_sub(pad);
-        let src = (iy < h && lo < hi).then(|| ((i * h + iy) * w, lo * s + dx - pad));
-        let taps = if src.is_some() { lo..hi } else { 0..0 };
-        f(oy * wo..(oy + 1) * wo, src, taps);
+    /// The adjoint of [`Patches::im2col`]: adds each patch-matrix entry back onto its input
+    /// pixel of `dxs` (taps on the zero border are dropped).
+    pub(crate) fn col2im(&mut self, cols: &[T], dxs: &mut [T]) {
+        let (s, p) = (self.conv.stride, self.conv.pad);
+        let (h, w) = (self.input.h, self.input.w);
+        let (wp, wo, px) = (w + 2 * p, self.out.w, self.out.h * self.out.w);
+        let rows: Vec<(usize, usize)> = self.rows().collect();
+        let dst: &mut [T] = if p > 0 {
+            self.padded.fill(T::zero());
+            &mut self.padded
+        } else {
+            dxs
+        };
+        for (r, base) in rows {
+            for (oy, src) in cols[r * px..(r + 1) * px].chunks_exact(wo).enumerate() {
+                let line = &mut dst[base + oy * s * wp..];
+                if s == 1 {
+                    line[..wo].iter_mut().zip(src).for_each(|(d, v)| *d += *v);
+                } else {
+                    src.iter()
+                        .enumerate()
+                        .for_each(|(ox, v)| line[ox * s] += *v);
+                }
+            }
+        }
+        if p > 0 {
+            for (ch, plane) in dxs.chunks_exact_mut(h * w).enumerate() {
+                for (y, line) in plane.chunks_exact_mut(w).enumerate() {
+                    let at = (ch * (h + 2 * p) + y + p) * wp + p;
+                    line.iter_mut()
+                        .zip(&self.padded[at..at + w])
+                        .for_each(|(d, v)| *d += *v);
+                }
+            }
+            // im2col relies on a zero border.
+            self.padded.fill(T::zero());
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Max and average pooling, forward and backward, computed separably: a window
-//! `[y0, y1) x [x0, x1)` is reduced along rows first, then along columns, so a `k x k` window
-//! costs `2k` operations per output instead of `k^2`.
+//! `[y0, y1) x [x0, x1)` is reduced along rows first, then whole rows of those partial results
+//! are combined down the columns, so a `k x k` window costs `2k` operations per output instead
+//! of `k^2`, and the column pass runs over contiguous rows.
 //!
 //! Max pooling routes each output gradient to the first maximum of its window in row-major
 //! order (the first row holding the window's maximum, the first column within that row), and
@@ -20,45 +21,77 @@ fn span(p: &Pool, n: usize, o: usize) -> Range<usize> {
     start..(start + p.k).min(n)
 }
 
-/// First maximum of `v` (index, value); `-inf` and index 0 if every value is NaN.
-fn argmax<T: Scalar>(v: &[T]) -> (usize, T) {
-    v.iter()
-        .enumerate()
-        .fold((0, T::neg_infinity()), |best, (i, x)| {
-            if *x > best.1 {
-                (i, *x)
-            } else {
-                best
-            }
-        })
+/// `v > m ? v : m`, written so that it compiles to a select, not a branch: pooled values
+/// are noise to a branch predictor.
+#[inline(always)]
+fn larger<T: Scalar>(m: T, v: T) -> T {
+    if v > m {
+        v
+    } else {
+        m
+    }
+}
+
+/// Per output column: the window's maximum along one input row (`-inf` if all are NaN).
+fn row_max<T: Scalar>(p: &Pool, line: &[T], val: &mut [T]) {
+    for (ox, v) in val.iter_mut().enumerate() {
+        *v = line[span(p, line.len(), ox)]
+            .iter()
+            .fold(T::neg_infinity(), |m, x| larger(m, *x));
+    }
+}
+
+/// Per output column: the window's maximum along one input row and its first column.
+fn row_argmax<T: Scalar>(p: &Pool, line: &[T], val: &mut [T], col: &mut [usize]) {
+    for (ox, (v, c)) in val.iter_mut().zip(col.iter_mut()).enumerate() {
+        let xs = span(p, line.len(), ox);
+        let (mut bi, mut bv) = (xs.start, T::neg_infinity());
+        for (i, x) in line[xs.clone()].iter().enumerate() {
+            let greater = *x > bv;
+            bi = if greater { xs.start + i } else { bi };
+            bv = if greater { *x } else { bv };
+        }
+        (*v, *c) = (bv, bi);
+    }
 }
 
 /// Pools every plane of `x` to `out` (same channels).
 pub(crate) fn pool<T: Scalar>(p: &Pool, x: &Tensor<T>, out: Shape, max: bool) -> Tensor<T> {
-    let (h, w) = (x.shape.h, x.shape.w);
-    let mut rows = alloc::vec![T::zero(); h * out.w];
-    let mut y = Vec::with_capacity(x.n * out.len());
-    for plane in x.data.chunks_exact(h * w) {
-        for (line, r) in plane.chunks_exact(w).zip(rows.chunks_exact_mut(out.w)) {
-            for (ox, v) in r.iter_mut().enumerate() {
-                let s = &line[span(p, w, ox)];
-                *v = if max {
-                    argmax(s).1
-                } else {
-                    s.iter().fold(T::zero(), |a, b| a + *b)
-                };
+    let (h, w, wo) = (x.shape.h, x.shape.w, out.w);
+    let mut rows = alloc::vec![T::zero(); h * wo];
+    let widths: Vec<T> = (0..wo)
+        .map(|ox| T::of_f64(span(p, w, ox).len() as f64))
+        .collect();
+    let mut y = alloc::vec![T::zero(); x.n * out.len()];
+    for (plane, yp) in x
+        .data
+        .chunks_exact(h * w)
+        .zip(y.chunks_exact_mut(out.h * wo))
+    {
+        for (line, r) in plane.chunks_exact(w).zip(rows.chunks_exact_mut(wo)) {
+            if max {
+                row_max(p, line, r);
+            } else {
+                for (ox, v) in r.iter_mut().enumerate() {
+                    *v = line[span(p, w, ox)].iter().fold(T::zero(), |a, b| a + *b);
+                }
             }
         }
-        for oy in 0..out.h {
+        for (oy, yr) in yp.chunks_exact_mut(wo).enumerate() {
             let ys = span(p, h, oy);
-            for ox in 0..out.w {
-                let column = ys.clone().map(|iy| rows[iy * out.w + ox]);
-                y.push(if max {
-                    column.fold(T::neg_infinity(), |m, v| if v > m { v } else { m })
-                } else {
-                    let count = ys.len() * span(p, w, ox).len();
-                    column.fold(T::zero(), |a, b| a + b) / T::of_f64(count as f64)
-                });
+            if max {
+                yr.fill(T::neg_infinity());
+                for r in rows[ys.start * wo..ys.end * wo].chunks_exact(wo) {
+                    yr.iter_mut().zip(r).for_each(|(m, v)| *m = larger(*m, *v));
+                }
+            } else {
+                for r in rows[ys.start * wo..ys.end * wo].chunks_exact(wo) {
+                    yr.iter_mut().zip(r).for_each(|(a, v)| *a += *v);
+                }
+                let rows_in = T::of_f64(ys.len() as f64);
+                yr.iter_mut()
+                    .zip(&widths)
+                    .for_each(|(a, c)| *a /= rows_in * *c);
             }
         }
     }
@@ -78,51 +111,53 @@ pub(crate) fn pool_backward<T: Scalar>(
 ) -> Tensor<T> {
     let (h, w) = (x.shape.h, x.shape.w);
     let out = dy.shape;
+    let wo = out.w;
     let mut dx = Tensor::zeros(x.n, x.shape);
-    // Per input row and output column: the row maximum and its column (max), or the
-    // gradient arriving at the row's window (average).
-    let mut rows = alloc::vec![(0usize, T::zero()); h * out.w];
+    // Max: each input row's window maxima and their columns. Average: the gradient reaching
+    // each input row's windows.
+    let mut val = alloc::vec![T::zero(); h * wo];
+    let mut col = alloc::vec![0usize; h * wo];
+    let (mut best, mut best_row) = (alloc::vec![T::zero(); wo], alloc::vec![0usize; wo]);
     let planes = x
         .data
         .chunks_exact(h * w)
         .zip(dx.data.chunks_exact_mut(h * w));
-    for ((plane, dplane), dyp) in planes.zip(dy.data.chunks_exact(out.h * out.w)) {
+    for ((plane, dplane), dyp) in planes.zip(dy.data.chunks_exact(out.h * wo)) {
         if max {
             for (iy, line) in plane.chunks_exact(w).enumerate() {
-                for ox in 0..out.w {
-                    let xs = span(p, w, ox);
-                    let (i, v) = argmax(&line[xs.clone()]);
-                    rows[iy * out.w + ox] = (xs.start + i, v);
-                }
+                let r = iy * wo..(iy + 1) * wo;
+                row_argmax(p, line, &mut val[r.clone()], &mut col[r]);
             }
-            for oy in 0..out.h {
+            for (oy, g) in dyp.chunks_exact(wo).enumerate() {
                 let ys = span(p, h, oy);
-                for ox in 0..out.w {
-                    let mut best = (ys.start, T::neg_infinity());
-                    for iy in ys.clone() {
-                        if rows[iy * out.w + ox].1 > best.1 {
-                            best = (iy, rows[iy * out.w + ox].1);
-                        }
+                best.fill(T::neg_infinity());
+                best_row.fill(ys.start);
+                for iy in ys {
+                    let r = &val[iy * wo..(iy + 1) * wo];
+                    for ((b, br), v) in best.iter_mut().zip(best_row.iter_mut()).zip(r) {
+                        let greater = *v > *b;
+                        *br = if greater { iy } else { *br };
+                        *b = if greater { *v } else { *b };
                     }
-                    let col = rows[best.0 * out.w + ox].0;
-                    dplane[best.0 * w + col] += dyp[oy * out.w + ox];
+                }
+                for (ox, (g, iy)) in g.iter().zip(&best_row).enumerate() {
+                    dplane[iy * w + col[iy * wo + ox]] += *g;
                 }
             }
         } else {
-            rows.iter_mut().for_each(|r| r.1 = T::zero());
-            for oy in 0..out.h {
+            val.fill(T::zero());
+            for (oy, g) in dyp.chunks_exact(wo).enumerate() {
                 let ys = span(p, h, oy);
-                for ox in 0..out.w {
-                    let count = ys.len() * span(p, w, ox).len();
-                    let share = dyp[oy * out.w + ox] / T::of_f64(count as f64);
-                    for iy in ys.clone() {
-                        rows[iy * out.w + ox].1 += share;
+                let rows_in = T::of_f64(ys.len() as f64);
+                for iy in ys {
+                    for (ox, (v, g)) in val[iy * wo..(iy + 1) * wo].iter_mut().zip(g).enumerate() {
+                        *v += *g / (rows_in * T::of_f64(span(p, w, ox).len() as f64));
                     }
                 }
             }
-            for (line, r) in dplane.chunks_exact_mut(w).zip(rows.chunks_exact(out.w)) {
+            for (line, r) in dplane.chunks_exact_mut(w).zip(val.chunks_exact(wo)) {
                 for (ox, g) in r.iter().enumerate() {
-                    line[span(p, w, ox)].iter_mut().for_each(|v| *v += g.1);
+                    line[span(p, w, ox)].iter_mut().for_each(|v| *v += *g);
                 }
             }
         }
