@@ -10,9 +10,10 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 
 use super::forward::{forward_layer_ref, Patches};
+use super::layer::Shape;
 use super::layer::{ActKind, Conv2d, Kernel, Layer, PActivation};
 use super::network::{NetError, Network};
-use super::pool::pool_backward;
+use super::pool::{avg_pool_backward, max_pool_argmax, max_pool_backward};
 use crate::{Scalar, Tensor};
 
 /// What a training forward pass keeps for the backward pass: every layer's input.
@@ -27,6 +28,8 @@ enum Step<T> {
     Input(Tensor<T>),
     /// A parallel block's input and each branch's trace.
     Branches(Tensor<T>, Vec<Trace<T>>),
+    /// A max pooling's input batch size and shape, and where each output's maximum sits.
+    MaxPool(usize, Shape, Vec<usize>),
 }
 
 /// Gradients of a loss: a layer list shaped like the network's, whose parameters hold the
@@ -109,6 +112,7 @@ impl<T: Scalar> Network<T> {
     ) -> Result<Gradients<T>, NetError> {
         let batch = trace.steps.first().map_or(dy.n, |s| match s {
             Step::Input(t) | Step::Branches(t, _) => t.n,
+            Step::MaxPool(n, ..) => *n,
         });
         if dy.shape != self.output_shape()
             || dy.n != batch
@@ -144,6 +148,15 @@ fn trace_seq<T: Scalar>(layers: &[Layer<T>], mut x: Tensor<T>) -> (Tensor<T>, Tr
             let input = x;
             x = sum.unwrap_or_else(|| input.clone());
             steps.push(Step::Branches(input, traces));
+        } else if let Layer::MaxPool2d(p) = l {
+            let out = Shape::image(
+                x.shape.c,
+                p.out_len(x.shape.h).unwrap_or(0),
+                p.out_len(x.shape.w).unwrap_or(0),
+            );
+            let (y, argmax) = max_pool_argmax(p, &x, out);
+            steps.push(Step::MaxPool(x.n, x.shape, argmax));
+            x = y;
         } else {
             let y = forward_layer_ref(l, &x);
             steps.push(Step::Input(x));
@@ -182,6 +195,10 @@ fn backward_seq<T: Scalar>(
                 (dx, Layer::ParallelSum(gs))
             }
             (_, Step::Input(x)) => backward_layer(l, x, &dy, want),
+            (_, Step::MaxPool(n, shape, argmax)) => (
+                want.then(|| max_pool_backward(argmax, &dy, *n, *shape)),
+                l.clone(),
+            ),
             // Traces are built by `trace_seq` over the same layers.
             (_, Step::Branches(..)) => unreachable!("trace does not match the network"),
         };
@@ -217,8 +234,7 @@ fn backward_layer<T: Scalar>(
                 }),
             )
         }
-        Layer::MaxPool2d(p) => (want.then(|| pool_backward(p, x, dy, true)), l.clone()),
-        Layer::AvgPool2d(p) => (want.then(|| pool_backward(p, x, dy, false)), l.clone()),
+        Layer::AvgPool2d(p) => (want.then(|| avg_pool_backward(p, x, dy)), l.clone()),
         Layer::Flatten => (
             want.then(|| Tensor {
                 n: x.n,
@@ -233,6 +249,7 @@ fn backward_layer<T: Scalar>(
         }
         // Handled by `backward_seq`.
         Layer::ParallelSum(_) => unreachable!("parallel blocks carry branch traces"),
+        Layer::MaxPool2d(_) => unreachable!("max pooling records where its maxima are"),
     }
 }
 

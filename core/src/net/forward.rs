@@ -45,10 +45,9 @@ pub(crate) fn forward_seq<T: Scalar>(layers: &[Layer<T>], mut x: Tensor<T>) -> T
     x
 }
 
-/// One layer on an owned batch: activations and flatten reuse its buffer.
+/// One layer on an owned batch: flatten reuses its buffer.
 pub(crate) fn forward_layer<T: Scalar>(l: &Layer<T>, x: Tensor<T>) -> Tensor<T> {
     match l {
-        Layer::Activation(a) => activate(a, x),
         Layer::Flatten => Tensor {
             n: x.n,
             shape: Shape::flat(x.shape.len()),
@@ -70,7 +69,8 @@ pub(crate) fn forward_layer_ref<T: Scalar>(l: &Layer<T>, x: &Tensor<T>) -> Tenso
         Layer::Conv2d(c) => conv(c, x, out_shape),
         Layer::MaxPool2d(p) => pool(p, x, out_shape, true),
         Layer::AvgPool2d(p) => pool(p, x, out_shape, false),
-        Layer::Flatten | Layer::Activation(_) => forward_layer(l, x.clone()),
+        Layer::Activation(a) => activate(a, x),
+        Layer::Flatten => forward_layer(l, x.clone()),
         Layer::ParallelSum(bs) => {
             let mut sum: Option<Tensor<T>> = None;
             for b in bs {
@@ -237,28 +237,31 @@ impl<'a, T: Scalar> Patches<'a, T> {
     }
 }
 
-fn activate<T: Scalar>(p: &PActivation<T>, mut x: Tensor<T>) -> Tensor<T> {
+/// phi^a over every channel, in one pass from `x` into a new batch.
+fn activate<T: Scalar>(p: &PActivation<T>, x: &Tensor<T>) -> Tensor<T> {
     let plane = x.shape.h * x.shape.w;
-    for sample in x.data.chunks_exact_mut(x.shape.len()) {
-        for (ch, a) in sample.chunks_exact_mut(plane).zip(&p.a) {
+    let mut y = Vec::with_capacity(x.data.len());
+    for sample in x.data.chunks_exact(x.shape.len()) {
+        for (ch, a) in sample.chunks_exact(plane).zip(&p.a) {
             let a = *a;
             // One branch per channel, not per value: the plain and identity members are the
             // common cases and must stay exact (phi^0 = phi, phi^1 = x).
-            if a == T::one() {
-                continue;
-            }
             match p.kind {
+                _ if a == T::one() => y.extend_from_slice(ch),
                 // `v < 0` keeps a NaN a NaN, as `eval` does.
-                ActKind::Relu if a == T::zero() => ch.iter_mut().for_each(|v| {
-                    if *v < T::zero() {
-                        *v = T::zero();
-                    }
-                }),
-                kind => ch
-                    .iter_mut()
-                    .for_each(|v| *v = PActivation::eval(kind, a, *v)),
+                ActKind::Relu if a == T::zero() => {
+                    y.extend(
+                        ch.iter()
+                            .map(|v| if *v < T::zero() { T::zero() } else { *v }),
+                    )
+                }
+                kind => y.extend(ch.iter().map(|v| PActivation::eval(kind, a, *v))),
             }
         }
     }
-    x
+    Tensor {
+        n: x.n,
+        shape: x.shape,
+        data: y,
+    }
 }

@@ -102,63 +102,105 @@ pub(crate) fn pool<T: Scalar>(p: &Pool, x: &Tensor<T>, out: Shape, max: bool) ->
     }
 }
 
-/// The gradient with respect to the pooling input, given the output gradient `dy`.
-pub(crate) fn pool_backward<T: Scalar>(
+/// Max pooling for training: the output and, per output value, the index in `x.data` of
+/// its window's first maximum (what the backward pass routes the gradient to).
+pub(crate) fn max_pool_argmax<T: Scalar>(
     p: &Pool,
     x: &Tensor<T>,
+    out: Shape,
+) -> (Tensor<T>, Vec<usize>) {
+    let (h, w, wo) = (x.shape.h, x.shape.w, out.w);
+    let mut val = alloc::vec![T::zero(); h * wo];
+    let mut col = alloc::vec![0usize; h * wo];
+    let mut y = alloc::vec![T::zero(); x.n * out.len()];
+    let mut at = alloc::vec![0usize; x.n * out.len()];
+    let planes = x.data.chunks_exact(h * w).enumerate();
+    let outputs = y
+        .chunks_exact_mut(out.h * wo)
+        .zip(at.chunks_exact_mut(out.h * wo));
+    for ((pi, plane), (yp, ap)) in planes.zip(outputs) {
+        for (iy, line) in plane.chunks_exact(w).enumerate() {
+            let r = iy * wo..(iy + 1) * wo;
+            row_argmax(p, line, &mut val[r.clone()], &mut col[r]);
+        }
+        for (oy, (yr, ar)) in yp
+            .chunks_exact_mut(wo)
+            .zip(ap.chunks_exact_mut(wo))
+            .enumerate()
+        {
+            let ys = span(p, h, oy);
+            yr.fill(T::neg_infinity());
+            ar.fill(ys.start);
+            // First the winning row per column, then its absolute index.
+            for iy in ys {
+                let r = &val[iy * wo..(iy + 1) * wo];
+                for ((b, br), v) in yr.iter_mut().zip(ar.iter_mut()).zip(r) {
+                    let greater = *v > *b;
+                    *br = if greater { iy } else { *br };
+                    *b = if greater { *v } else { *b };
+                }
+            }
+            for (ox, a) in ar.iter_mut().enumerate() {
+                *a = pi * h * w + *a * w + col[*a * wo + ox];
+            }
+        }
+    }
+    (
+        Tensor {
+            n: x.n,
+            shape: out,
+            data: y,
+        },
+        at,
+    )
+}
+
+/// Max pooling's input gradient: each output gradient added at its window's maximum
+/// (`argmax` from [`max_pool_argmax`]) in a batch of `n` samples of `input` shape.
+pub(crate) fn max_pool_backward<T: Scalar>(
+    argmax: &[usize],
     dy: &Tensor<T>,
-    max: bool,
+    n: usize,
+    input: Shape,
 ) -> Tensor<T> {
+    let mut dx = Tensor::zeros(n, input);
+    for (i, g) in argmax.iter().zip(&dy.data) {
+        dx.data[*i] += *g;
+    }
+    dx
+}
+
+/// Average pooling's input gradient, given the output gradient `dy`: each output gradient
+/// spread evenly over its (clipped) window.
+pub(crate) fn avg_pool_backward<T: Scalar>(p: &Pool, x: &Tensor<T>, dy: &Tensor<T>) -> Tensor<T> {
     let (h, w) = (x.shape.h, x.shape.w);
     let out = dy.shape;
     let wo = out.w;
     let mut dx = Tensor::zeros(x.n, x.shape);
-    // Max: each input row's window maxima and their columns. Average: the gradient reaching
-    // each input row's windows.
+    // The gradient reaching each input row's windows.
     let mut val = alloc::vec![T::zero(); h * wo];
-    let mut col = alloc::vec![0usize; h * wo];
-    let (mut best, mut best_row) = (alloc::vec![T::zero(); wo], alloc::vec![0usize; wo]);
-    let planes = x
+    let widths: Vec<T> = (0..wo)
+        .map(|ox| T::of_f64(span(p, w, ox).len() as f64))
+        .collect();
+    for (dplane, dyp) in dx
         .data
-        .chunks_exact(h * w)
-        .zip(dx.data.chunks_exact_mut(h * w));
-    for ((plane, dplane), dyp) in planes.zip(dy.data.chunks_exact(out.h * wo)) {
-        if max {
-            for (iy, line) in plane.chunks_exact(w).enumerate() {
-                let r = iy * wo..(iy + 1) * wo;
-                row_argmax(p, line, &mut val[r.clone()], &mut col[r]);
-            }
-            for (oy, g) in dyp.chunks_exact(wo).enumerate() {
-                let ys = span(p, h, oy);
-                best.fill(T::neg_infinity());
-                best_row.fill(ys.start);
-                for iy in ys {
-                    let r = &val[iy * wo..(iy + 1) * wo];
-                    for ((b, br), v) in best.iter_mut().zip(best_row.iter_mut()).zip(r) {
-                        let greater = *v > *b;
-                        *br = if greater { iy } else { *br };
-                        *b = if greater { *v } else { *b };
-                    }
-                }
-                for (ox, (g, iy)) in g.iter().zip(&best_row).enumerate() {
-                    dplane[iy * w + col[iy * wo + ox]] += *g;
+        .chunks_exact_mut(h * w)
+        .zip(dy.data.chunks_exact(out.h * wo))
+    {
+        val.fill(T::zero());
+        for (oy, g) in dyp.chunks_exact(wo).enumerate() {
+            let ys = span(p, h, oy);
+            let rows_in = T::of_f64(ys.len() as f64);
+            for iy in ys {
+                let r = val[iy * wo..(iy + 1) * wo].iter_mut();
+                for ((v, g), c) in r.zip(g).zip(&widths) {
+                    *v += *g / (rows_in * *c);
                 }
             }
-        } else {
-            val.fill(T::zero());
-            for (oy, g) in dyp.chunks_exact(wo).enumerate() {
-                let ys = span(p, h, oy);
-                let rows_in = T::of_f64(ys.len() as f64);
-                for iy in ys {
-                    for (ox, (v, g)) in val[iy * wo..(iy + 1) * wo].iter_mut().zip(g).enumerate() {
-                        *v += *g / (rows_in * T::of_f64(span(p, w, ox).len() as f64));
-                    }
-                }
-            }
-            for (line, r) in dplane.chunks_exact_mut(w).zip(val.chunks_exact(wo)) {
-                for (ox, g) in r.iter().enumerate() {
-                    line[span(p, w, ox)].iter_mut().for_each(|v| *v += *g);
-                }
+        }
+        for (line, r) in dplane.chunks_exact_mut(w).zip(val.chunks_exact(wo)) {
+            for (ox, g) in r.iter().enumerate() {
+                line[span(p, w, ox)].iter_mut().for_each(|v| *v += *g);
             }
         }
     }
