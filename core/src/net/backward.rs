@@ -14,6 +14,7 @@ use super::layer::Shape;
 use super::layer::{ActKind, Conv2d, Kernel, Layer, PActivation};
 use super::network::{NetError, Network};
 use super::pool::{avg_pool_backward, max_pool_argmax, max_pool_backward};
+use super::reduce::{sum, sum_by};
 use crate::{Scalar, Tensor};
 
 /// What a training forward pass keeps for the backward pass: every layer's input.
@@ -319,7 +320,7 @@ fn conv_backward<T: Scalar>(
             Par::Seq,
         );
         for (o, plane) in dyi.chunks_exact(px).enumerate() {
-            g.bias[o] += plane.iter().fold(T::zero(), |a, b| a + *b);
+            g.bias[o] += sum(plane);
         }
         if !want {
             continue;
@@ -353,23 +354,23 @@ fn act_backward<T: Scalar>(
     for ((xs, dys), dxs) in samples.zip(dx.data.chunks_exact_mut(x.shape.len())) {
         for (c, (a, dac)) in p.a.iter().zip(da.iter_mut()).enumerate() {
             let range = c * plane..(c + 1) * plane;
-            let values = xs[range.clone()]
-                .iter()
-                .zip(&dys[range.clone()])
-                .zip(&mut dxs[range]);
+            let (xc, gc) = (&xs[range.clone()], &dys[range.clone()]);
+            let values = xc.iter().zip(gc).zip(&mut dxs[range]);
             if p.kind == ActKind::Relu {
                 // The same arithmetic with phi' in {0, 1} hoisted out of the loop.
                 let (on, off) = ((T::one() - *a) + *a, (T::one() - *a) * T::zero() + *a);
                 for ((xv, g), d) in values {
-                    let positive = *xv > T::zero();
-                    *d = *g * if positive { on } else { off };
-                    *dac += *g * (*xv - if positive { *xv } else { T::zero() });
+                    *d = *g * if *xv > T::zero() { on } else { off };
                 }
+                // x - relu(x) is x below zero and 0 above.
+                *dac += sum_by(xc, gc, |x, g| {
+                    g * (x - if x > T::zero() { x } else { T::zero() })
+                });
             } else {
                 for ((xv, g), d) in values {
                     *d = *g * ((T::one() - *a) * p.kind.derivative(*xv) + *a);
-                    *dac += *g * (*xv - p.kind.apply(*xv));
                 }
+                *dac += sum_by(xc, gc, |x, g| g * (x - p.kind.apply(x)));
             }
         }
     }

@@ -5,6 +5,7 @@ mod forward;
 mod layer;
 mod network;
 mod pool;
+mod reduce;
 
 pub use backward::{Gradients, Trace};
 pub use layer::{ActKind, Conv2d, Kernel, Layer, PActivation, Pool, Shape};
