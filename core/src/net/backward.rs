@@ -299,41 +299,52 @@ fn conv_backward<T: Scalar>(
 ) -> (Option<Tensor<T>>, Kernel<T>) {
     let k = &c.kernel;
     let out = dy.shape;
-    let (rows, px) = (k.inp * k.k * k.k, out.h * out.w);
+    let px = out.h * out.w;
     let mut g = Kernel::zeros(k.out, k.inp, k.k);
     let mut dx = Tensor::zeros(x.n, x.shape);
-    let mut cols = alloc::vec![T::zero(); rows * px];
-    let mut dcols = alloc::vec![T::zero(); rows * px];
+    let mut patches = Patches::new(c, x.shape, out);
+    let rows = patches.rows;
+    let mut cols = alloc::vec![T::zero(); patches.band_len()];
+    let mut dcols = alloc::vec![T::zero(); patches.band_len()];
     let wm = MatRef::from_row_major_slice(&k.weight, k.out, rows);
     let len = x.shape.len();
-    let mut patches = Patches::new(c, x.shape, out);
     for img in 0..x.n {
-        patches.im2col(x.sample(img), &mut cols);
         let dyi = dy.sample(img);
-        let dym = MatRef::from_row_major_slice(dyi, k.out, px);
-        matmul(
-            MatMut::from_row_major_slice_mut(&mut g.weight, k.out, rows),
-            Accum::Add,
-            dym,
-            MatRef::from_row_major_slice(&cols, rows, px).transpose(),
-            T::one(),
-            Par::Seq,
-        );
         for (o, plane) in dyi.chunks_exact(px).enumerate() {
             g.bias[o] += sum(plane);
         }
-        if !want {
-            continue;
+        let dxi = &mut dx.data[img * len..(img + 1) * len];
+        patches.load(x.sample(img));
+        for band in patches.bands() {
+            let n = band.len() * out.w;
+            let cols = &mut cols[..rows * n];
+            patches.im2col(x.sample(img), band.clone(), cols);
+            let dym = MatRef::from_row_major_slice(dyi, k.out, px).subcols(band.start * out.w, n);
+            matmul(
+                MatMut::from_row_major_slice_mut(&mut g.weight, k.out, rows),
+                Accum::Add,
+                dym,
+                MatRef::from_row_major_slice(cols, rows, n).transpose(),
+                T::one(),
+                Par::Seq,
+            );
+            if !want {
+                continue;
+            }
+            let dcols = &mut dcols[..rows * n];
+            matmul(
+                MatMut::from_row_major_slice_mut(dcols, rows, n),
+                Accum::Replace,
+                wm.transpose(),
+                dym,
+                T::one(),
+                Par::Seq,
+            );
+            patches.col2im(dcols, band, dxi);
         }
-        matmul(
-            MatMut::from_row_major_slice_mut(&mut dcols, rows, px),
-            Accum::Replace,
-            wm.transpose(),
-            dym,
-            T::one(),
-            Par::Seq,
-        );
-        patches.col2im(&dcols, &mut dx.data[img * len..(img + 1) * len]);
+        if want {
+            patches.col2im_finish(dxi);
+        }
     }
     (want.then_some(dx), g)
 }
