@@ -138,6 +138,24 @@ fn conv<T: Scalar>(c: &Conv2d<T>, x: &Tensor<T>, out: Shape) -> Tensor<T> {
     }
 }
 
+/// `dst.copy_from_slice(src)` for the short rows of patch matrices (a few to a few dozen
+/// values): fixed-size blocks compile to inline vector moves, where `copy_from_slice` of a
+/// run-time length calls `memmove`, whose set-up costs as much as such a copy.
+#[inline]
+fn copy_short<T: Scalar>(dst: &mut [T], src: &[T]) {
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = src.chunks_exact(8);
+    for (d8, s8) in (&mut d).zip(&mut s) {
+        let s8: &[T; 8] = s8
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("chunks of 8"));
+        d8.copy_from_slice(s8);
+    }
+    for (dv, sv) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *dv = *sv;
+    }
+}
+
 /// Patch-matrix entries per band of output rows: small enough (256 KiB in f32) that a band's
 /// patch matrix stays in the core's cache between im2col and the matrix product.
 #[cfg(not(test))]
@@ -237,7 +255,7 @@ impl<'a, T: Scalar> Patches<'a, T> {
             for (oy, dst) in band.clone().zip(rows) {
                 let line = &src[base + oy * s * wp..];
                 if s == 1 {
-                    dst.copy_from_slice(&line[..wo]);
+                    copy_short(dst, &line[..wo]);
                 } else {
                     dst.iter_mut()
                         .enumerate()

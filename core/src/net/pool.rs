@@ -47,9 +47,12 @@ fn row_argmax<T: Scalar>(p: &Pool, line: &[T], val: &mut [T], col: &mut [usize])
         let xs = span(p, line.len(), ox);
         let (mut bi, mut bv) = (xs.start, T::neg_infinity());
         for (i, x) in line[xs.clone()].iter().enumerate() {
-            let greater = *x > bv;
-            bi = if greater { xs.start + i } else { bi };
-            bv = if greater { *x } else { bv };
+            // Bit arithmetic, not `if`: compilers turn the select into a branch that
+            // mispredicts on noise. `bv` is never NaN, so `max` takes `x` exactly when
+            // `x > bv`.
+            let greater = usize::from(*x > bv).wrapping_neg();
+            bi ^= (bi ^ (xs.start + i)) & greater;
+            bv = bv.max(*x);
         }
         (*v, *c) = (bv, bi);
     }
@@ -135,9 +138,9 @@ pub(crate) fn max_pool_argmax<T: Scalar>(
             for iy in ys {
                 let r = &val[iy * wo..(iy + 1) * wo];
                 for ((b, br), v) in yr.iter_mut().zip(ar.iter_mut()).zip(r) {
-                    let greater = *v > *b;
-                    *br = if greater { iy } else { *br };
-                    *b = if greater { *v } else { *b };
+                    let greater = usize::from(*v > *b).wrapping_neg();
+                    *br ^= (*br ^ iy) & greater;
+                    *b = b.max(*v);
                 }
             }
             for (ox, a) in ar.iter_mut().enumerate() {
