@@ -89,6 +89,16 @@ fn train_morph_eval_inspect_on_fashion_mnist() {
         acc(&child_eval),
         "{parent_eval} / {child_eval}"
     );
+    let (code, out, _) = run(&["eval", c, "--data", "fashion-mnist", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["images"], 10000, "{out}");
+    let child_acc = v["test_accuracy"].as_f64().unwrap();
+    assert_eq!(
+        format!("{:.2}", 100.0 * child_acc),
+        acc(&child_eval).unwrap(),
+        "{out}"
+    );
     let (code, out, _) = run(&["inspect", c, "--json"]);
     assert_eq!(code, 0);
     assert!(

@@ -138,6 +138,9 @@ enum Command {
         model: PathBuf,
         #[command(flatten)]
         data: DataArgs,
+        /// One JSON object (`test_loss`, `test_accuracy`, `images`) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Layers, shapes, parameters and non-zeros of a saved model.
     Inspect {
@@ -280,7 +283,7 @@ fn main() -> ExitCode {
             &out,
             (csv.as_deref(), plot.as_deref()),
         ),
-        Command::Eval { model, data } => eval(&model, &data),
+        Command::Eval { model, data, json } => eval(&model, &data, json),
         Command::Predict {
             model,
             input,
@@ -719,15 +722,22 @@ fn predict(model: &Path, input: &Path, output: &Path) -> Result<()> {
     Ok(())
 }
 
-fn eval(model: &Path, data: &DataArgs) -> Result<()> {
+fn eval(model: &Path, data: &DataArgs, json: bool) -> Result<()> {
     let net: Network<f32> = load(model).map_err(|e| e.to_string())?;
     let (_, test) = load_data(&data.data, 0)?;
     let (loss, acc) = evaluate(&net, &test).map_err(|e| e.to_string())?;
-    println!(
-        "test loss {loss:.4}, test accuracy {:.2}% on {} images",
-        100.0 * acc,
-        test.y.len()
-    );
+    if json {
+        println!(
+            "{{\"test_loss\":{loss},\"test_accuracy\":{acc},\"images\":{}}}",
+            test.y.len()
+        );
+    } else {
+        println!(
+            "test loss {loss:.4}, test accuracy {:.2}% on {} images",
+            100.0 * acc,
+            test.y.len()
+        );
+    }
     Ok(())
 }
 
@@ -1070,9 +1080,15 @@ fn demo(seed: u64) -> Result<()> {
         "\n3. keep training the child ({} parameters)",
         child.param_count()
     );
-    let config = FitConfig {
+    // Continued training anneals (cosine to zero), so both runs end converged rather than
+    // wherever the last noisy step left them.
+    let mut config = FitConfig {
         seed: seed + 1,
         ..config
+    };
+    config.sgd.schedule = Schedule::Cosine {
+        total: config.epochs * train.y.len().div_ceil(config.batch),
+        min: 0.0,
     };
     let child_acc = fit_demo(&mut child, &config, "child ")?
         .last()
