@@ -163,6 +163,28 @@ fn bad_inputs_fail_clearly_without_partial_outputs() {
     ]);
     assert_ne!(code, 0);
     assert!(err.contains("odd kernel"), "{err}");
+    // A schedule that does not parse; resuming from a model that is not a checkpoint.
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--arch",
+            "mlp()",
+            "--data",
+            "fashion-mnist",
+            "--limit",
+            "200",
+            "--out",
+            o,
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let (code, _, err) = train(&["--schedule", "step:0:0.1"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("step:EVERY:GAMMA"), "{err}");
+    let (code, _, err) = train(&["--resume", m]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not a checkpoint"), "{err}");
     assert!(!out.exists(), "a failed command left {o}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -187,6 +209,15 @@ fn grow_writes_model_csv_and_plot() {
         "1",
         "--lr",
         "0.001",
+        "--schedule",
+        "cosine",
+        "--crop",
+        "2",
+        "--flip",
+        "--stage-lr",
+        "0.01",
+        "--a-lr-mult",
+        "10",
         "--stage",
         "1:depth@1,cl=20,act=tanh",
         "--stage",
