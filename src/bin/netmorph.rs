@@ -422,10 +422,7 @@ fn run_fit(net: Option<Network<f32>>, data: &DataArgs, opt: &OptArgs, out: &Path
             test_set.y.len()
         );
     }
-    let ckpt = opt
-        .checkpoint
-        .clone()
-        .unwrap_or_else(|| checkpoint::path_for(out));
+    let ckpt = checkpoint_path(opt, out);
     let stats = fit_or_checkpoint(
         &mut net,
         (&train_set, &test_set),
@@ -445,6 +442,13 @@ fn run_fit(net: Option<Network<f32>>, data: &DataArgs, opt: &OptArgs, out: &Path
         );
     }
     Ok(())
+}
+
+/// Where Ctrl-C writes the checkpoint of a run writing `out`.
+fn checkpoint_path(opt: &OptArgs, out: &Path) -> PathBuf {
+    opt.checkpoint
+        .clone()
+        .unwrap_or_else(|| checkpoint::path_for(out))
 }
 
 /// [`fit_with_progress`]; an interruption writes a checkpoint to `ckpt` (if given) and
@@ -612,10 +616,7 @@ fn grow(
     };
     println!("stage parent: {} ({} parameters)", spec, net.param_count());
     let config = fit_config(opt, &train_set, opt.epochs)?;
-    let ckpt = opt
-        .checkpoint
-        .clone()
-        .unwrap_or_else(|| checkpoint::path_for(out));
+    let ckpt = checkpoint_path(opt, out);
     let stats = fit_or_checkpoint(
         &mut net,
         (&train_set, &test_set),
