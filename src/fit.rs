@@ -246,7 +246,7 @@ pub fn step<T: Scalar>(
                 shape: x.shape,
                 data: x.data[i * per * len..(i * per + ys.len()) * len].to_vec(),
             };
-            let (logits, trace) = shared.forward_trace(&xs).map_err(TrainError::Net)?;
+            let (logits, trace) = shared.forward_trace_owned(xs).map_err(TrainError::Net)?;
             let (loss, dlogits) = softmax_cross_entropy(&logits, ys)?;
             let grads = shared
                 .param_gradients(&trace, &dlogits)

@@ -60,13 +60,27 @@ impl<T: Scalar> Network<T> {
     /// # Errors
     /// [`NetError::InputShape`] if the samples do not have [`Network::input_shape`].
     pub fn forward_trace(&self, x: &Tensor<T>) -> Result<(Tensor<T>, Trace<T>), NetError> {
+        self.check_input(x)?;
+        Ok(trace_seq(self.layers(), x.clone()))
+    }
+
+    /// [`Network::forward_trace`] on a batch the trace may keep (no copy of the input).
+    ///
+    /// # Errors
+    /// As [`Network::forward_trace`].
+    pub fn forward_trace_owned(&self, x: Tensor<T>) -> Result<(Tensor<T>, Trace<T>), NetError> {
+        self.check_input(&x)?;
+        Ok(trace_seq(self.layers(), x))
+    }
+
+    fn check_input(&self, x: &Tensor<T>) -> Result<(), NetError> {
         if x.shape != self.input_shape() {
             return Err(NetError::InputShape {
                 expected: self.input_shape(),
                 found: x.shape,
             });
         }
-        Ok(trace_seq(self.layers(), x.clone()))
+        Ok(())
     }
 
     /// Gradients of a loss whose gradient at the output is `dy`, for the forward pass that
@@ -291,6 +305,10 @@ fn dense_backward<T: Scalar>(
     (Some(dx), g)
 }
 
+/// `dW = dY cols^T` and `db = sum dY` per sample and band; `dX` either as the stride-1
+/// convolution of `dY` with the flipped, transposed filters ([`flipped`]: one GEMM with a
+/// `C_out K K` inner dimension, the same shape of work as the forward pass) or, for strided
+/// layers and padding of `K` or more, as `col2im(W^T dY)`.
 fn conv_backward<T: Scalar>(
     c: &Conv2d<T>,
     x: &Tensor<T>,
@@ -300,12 +318,14 @@ fn conv_backward<T: Scalar>(
     let k = &c.kernel;
     let out = dy.shape;
     let px = out.h * out.w;
+    let transposed = want.then(|| flipped(c)).flatten();
+    let scatter = want && transposed.is_none();
     let mut g = Kernel::zeros(k.out, k.inp, k.k);
-    let mut dx = Tensor::zeros(x.n, x.shape);
+    let mut dx = Tensor::zeros(if scatter { x.n } else { 0 }, x.shape);
     let mut patches = Patches::new(c, x.shape, out);
     let rows = patches.rows;
     let mut cols = alloc::vec![T::zero(); patches.band_len()];
-    let mut dcols = alloc::vec![T::zero(); patches.band_len()];
+    let mut dcols = alloc::vec![T::zero(); if scatter { patches.band_len() } else { 0 }];
     let wm = MatRef::from_row_major_slice(&k.weight, k.out, rows);
     let len = x.shape.len();
     for img in 0..x.n {
@@ -313,7 +333,6 @@ fn conv_backward<T: Scalar>(
         for (o, plane) in dyi.chunks_exact(px).enumerate() {
             g.bias[o] += sum(plane);
         }
-        let dxi = &mut dx.data[img * len..(img + 1) * len];
         patches.load(x.sample(img));
         for band in patches.bands() {
             let n = band.len() * out.w;
@@ -328,7 +347,7 @@ fn conv_backward<T: Scalar>(
                 T::one(),
                 Par::Seq,
             );
-            if !want {
+            if !scatter {
                 continue;
             }
             let dcols = &mut dcols[..rows * n];
@@ -340,13 +359,43 @@ fn conv_backward<T: Scalar>(
                 T::one(),
                 Par::Seq,
             );
-            patches.col2im(dcols, band, dxi);
+            patches.col2im(dcols, band, &mut dx.data[img * len..(img + 1) * len]);
         }
-        if want {
-            patches.col2im_finish(dxi);
+        if scatter {
+            patches.col2im_finish(&mut dx.data[img * len..(img + 1) * len]);
         }
     }
-    (want.then_some(dx), g)
+    let dx = match transposed {
+        Some(t) => Some(forward_layer_ref(&Layer::Conv2d(t), dy)),
+        None => scatter.then_some(dx),
+    };
+    (dx, g)
+}
+
+/// For a stride-1 convolution with padding `p < K`: the convolution whose output is the input
+/// gradient, `dX = conv(dY; W')` with `W'[i, o, a, b] = W[o, i, K-1-a, K-1-b]`, padding
+/// `K - 1 - p` and no bias. `None` for other layers.
+fn flipped<T: Scalar>(c: &Conv2d<T>) -> Option<Conv2d<T>> {
+    let k = &c.kernel;
+    if c.stride != 1 || c.pad >= k.k {
+        return None;
+    }
+    let mut t = Kernel::zeros(k.inp, k.out, k.k);
+    for o in 0..k.out {
+        for i in 0..k.inp {
+            for a in 0..k.k {
+                for b in 0..k.k {
+                    let at = t.at(i, o, a, b);
+                    t.weight[at] = k.weight[k.at(o, i, k.k - 1 - a, k.k - 1 - b)];
+                }
+            }
+        }
+    }
+    Some(Conv2d {
+        kernel: t,
+        stride: 1,
+        pad: k.k - 1 - c.pad,
+    })
 }
 
 /// `dX = dY ((1 - a) phi'(X) + a)`, `da_c = sum dY (X - phi(X))` over the channel's values.

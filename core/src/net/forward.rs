@@ -114,12 +114,15 @@ fn conv<T: Scalar>(c: &Conv2d<T>, x: &Tensor<T>, out: Shape) -> Tensor<T> {
     let px = out.h * out.w;
     let mut patches = Patches::new(c, x.shape, out);
     let mut cols = alloc::vec![T::zero(); patches.band_len()];
-    let mut y = alloc::vec![T::zero(); x.n * out.len()];
+    // Every output starts at its channel's bias; the products add onto it.
+    let mut y = Vec::with_capacity(x.n * out.len());
+    for _ in 0..x.n {
+        for b in &k.bias {
+            y.extend(core::iter::repeat_n(*b, px));
+        }
+    }
     let wm = MatRef::from_row_major_slice(&k.weight, k.out, patches.rows);
     for (img, yimg) in y.chunks_exact_mut(out.len()).enumerate() {
-        for (o, plane) in yimg.chunks_exact_mut(px).enumerate() {
-            plane.fill(k.bias[o]);
-        }
         patches.load(x.sample(img));
         for band in patches.bands() {
             let cols = &mut cols[..patches.rows * band.len() * out.w];
