@@ -159,6 +159,19 @@ fn copy_short<T: Scalar>(dst: &mut [T], src: &[T]) {
     }
 }
 
+/// Copies rows of `W` values, `step` apart in `src`, into the consecutive rows of `dst`.
+fn copy_block<T: Scalar, const W: usize>(dst: &mut [T], src: &[T], _: usize, step: usize) {
+    for (oy, d) in dst.chunks_exact_mut(W).enumerate() {
+        let s: &[T; W] = src[oy * step..oy * step + W]
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("a slice of W values"));
+        let d: &mut [T; W] = d
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("chunks of W values"));
+        *d = *s;
+    }
+}
+
 /// Patch-matrix entries per band of output rows: small enough (256 KiB in f32) that a band's
 /// patch matrix stays in the core's cache between im2col and the matrix product.
 #[cfg(not(test))]
@@ -178,6 +191,8 @@ pub(crate) struct Patches<'a, T> {
     pub(crate) rows: usize,
     /// Output rows per band.
     band: usize,
+    /// Per patch row `(i, dy, dx)`: the offset of its first tap in the padded sample.
+    offsets: Vec<usize>,
     /// `C_in x (H + 2 pad) x (W + 2 pad)`: the loaded sample inside a zero border.
     padded: Vec<T>,
     /// The same shape: col2im's accumulator.
@@ -193,12 +208,20 @@ impl<'a, T: Scalar> Patches<'a, T> {
         } else {
             0
         };
-        let rows = input.c * conv.kernel.k * conv.kernel.k;
+        let (k, rows) = (conv.kernel.k, input.c * conv.kernel.k * conv.kernel.k);
+        let (hp, wp) = (input.h + 2 * p, input.w + 2 * p);
+        let offsets = (0..rows)
+            .map(|r| {
+                let (i, dy, dx) = (r / (k * k), (r / k) % k, r % k);
+                (i * hp + dy) * wp + dx
+            })
+            .collect();
         Self {
             conv,
             input,
             out,
             rows,
+            offsets,
             band: (BAND_VALUES / (rows * out.w).max(1)).clamp(1, out.h.max(1)),
             padded: alloc::vec![T::zero(); len],
             grad: alloc::vec![T::zero(); len],
@@ -214,16 +237,6 @@ impl<'a, T: Scalar> Patches<'a, T> {
     /// Length of the largest band's patch matrix.
     pub(crate) fn band_len(&self) -> usize {
         self.rows * self.band * self.out.w
-    }
-
-    /// Rows `(i, dy, dx)`, each with the offset of its first tap in the padded sample.
-    fn row_offsets(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        let (k, p) = (self.conv.kernel.k, self.conv.pad);
-        let (hp, wp) = (self.input.h + 2 * p, self.input.w + 2 * p);
-        (0..self.rows).map(move |r| {
-            let (i, dy, dx) = (r / (k * k), (r / k) % k, r % k);
-            (r, (i * hp + dy) * wp + dx)
-        })
     }
 
     /// Offset of input row `y`, column 0, of channel `ch` in the padded sample.
@@ -253,13 +266,25 @@ impl<'a, T: Scalar> Patches<'a, T> {
         let (wp, wo) = (self.input.w + 2 * p, self.out.w);
         let n = band.len() * wo;
         let src: &[T] = if p > 0 { &self.padded } else { xs };
-        for (r, base) in self.row_offsets() {
-            let rows = cols[r * n..(r + 1) * n].chunks_exact_mut(wo);
-            for (oy, dst) in band.clone().zip(rows) {
-                let line = &src[base + oy * s * wp..];
-                if s == 1 {
-                    copy_short(dst, &line[..wo]);
-                } else {
+        // Each patch row is a block of the padded sample: `band` rows of `wo` taps, `s wp`
+        // apart. The common row widths get a copy whose width the compiler knows.
+        let copy: fn(&mut [T], &[T], usize, usize) = match wo {
+            8 => copy_block::<T, 8>,
+            16 => copy_block::<T, 16>,
+            32 => copy_block::<T, 32>,
+            _ => |dst, src, wo, step| {
+                for (oy, d) in dst.chunks_exact_mut(wo).enumerate() {
+                    copy_short(d, &src[oy * step..oy * step + wo]);
+                }
+            },
+        };
+        for (base, col) in self.offsets.iter().zip(cols.chunks_exact_mut(n)) {
+            let from = &src[base + band.start * s * wp..];
+            if s == 1 {
+                copy(col, from, wo, wp);
+            } else {
+                for (oy, dst) in col.chunks_exact_mut(wo).enumerate() {
+                    let line = &from[oy * s * wp..];
                     dst.iter_mut()
                         .enumerate()
                         .for_each(|(ox, v)| *v = line[ox * s]);
@@ -275,10 +300,9 @@ impl<'a, T: Scalar> Patches<'a, T> {
         let (s, p) = (self.conv.stride, self.conv.pad);
         let (wp, wo) = (self.input.w + 2 * p, self.out.w);
         let n = band.len() * wo;
-        let offsets: Vec<(usize, usize)> = self.row_offsets().collect();
         let dst: &mut [T] = if p > 0 { &mut self.grad } else { dxs };
-        for (r, base) in offsets {
-            for (oy, src) in band.clone().zip(cols[r * n..(r + 1) * n].chunks_exact(wo)) {
+        for (base, col) in self.offsets.iter().zip(cols.chunks_exact(n)) {
+            for (oy, src) in band.clone().zip(col.chunks_exact(wo)) {
                 let line = &mut dst[base + oy * s * wp..];
                 if s == 1 {
                     line[..wo].iter_mut().zip(src).for_each(|(d, v)| *d += *v);
@@ -393,9 +417,20 @@ mod tests {
     #[test]
     fn banded_convolution_matches_the_definition_and_its_adjoints() {
         let mut rng = Rng::seed(11);
-        for (stride, pad) in [(1, 0), (1, 1), (1, 2), (2, 1), (2, 0)] {
+        // Widths 8, 16 and 32 (with padding 1) take the fixed-width row copies.
+        let cases = [
+            (1, 0, 7),
+            (1, 1, 7),
+            (1, 2, 7),
+            (2, 1, 7),
+            (2, 0, 7),
+            (1, 1, 8),
+            (1, 1, 16),
+            (1, 1, 32),
+        ];
+        for (stride, pad, width) in cases {
             let c = strided_padded_conv(&mut rng, stride, pad);
-            let input = Shape::image(2, 9, 7);
+            let input = Shape::image(2, 5, width);
             let net = Network::new(input, alloc::vec![Layer::Conv2d(c.clone())]).unwrap();
             let out = net.output_shape();
             let x = Tensor::random(2, input, &mut rng);
