@@ -186,7 +186,7 @@ fn unreachable_residual_is_refused() {
             ..
         }
     ));
-    says(&e, &["widen C_l"]);
+    says(&e, &["widen C_l", "K_1 >= K"]);
 }
 
 #[test]

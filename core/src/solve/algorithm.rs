@@ -133,8 +133,9 @@ impl fmt::Display for SolveError {
             ),
             Self::NoExpandingFactor { c_l, c_in, c_out } => write!(
                 f,
-                "neither new layer can represent the parent alone: C_l = {c_l} must be at least \
-                 C_{{l+1}} = {c_out} (with K_1 >= K) or C_{{l-1}} = {c_in} (with K_2 >= K); widen C_l"
+                "neither new layer can represent the parent alone: that needs C_l >= C_{{l+1}} = \
+                 {c_out} together with K_1 >= K, or C_l >= C_{{l-1}} = {c_in} together with \
+                 K_2 >= K (C_l is {c_l}); widen C_l, or raise K_1 or K_2 to the parent's kernel size"
             ),
             Self::NotConverged { residual, tol } => write!(
                 f,
