@@ -183,15 +183,12 @@ pub fn save_checkpoint<T: Scalar>(
 pub fn load_checkpoint<T: Scalar>(
     path: &Path,
 ) -> Result<(Network<T>, Value, Option<Vec<Layer<T>>>), ModelFileError> {
-    let net = load(path)?;
+    let data = read(path)?;
+    let net = from_bytes(&data).map_err(|e| at_path(e, path))?;
     let arch_err = |reason: String| ModelFileError::Architecture {
         path: path.to_path_buf(),
         reason,
     };
-    let data = std::fs::read(path).map_err(|source| ModelFileError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
     let (_, meta) = SafeTensors::read_metadata(&data).map_err(|e| arch_err(e.to_string()))?;
     let text = meta
         .metadata()
@@ -298,11 +295,20 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ModelFileError> {
 /// [`ModelFileError`] naming the path for an unreadable, truncated or corrupt file, or
 /// metadata that disagrees with the tensors.
 pub fn load<T: Scalar>(path: &Path) -> Result<Network<T>, ModelFileError> {
-    let data = std::fs::read(path).map_err(|source| ModelFileError::Io {
+    let data = read(path)?;
+    from_bytes(&data).map_err(|e| at_path(e, path))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ModelFileError> {
+    std::fs::read(path).map_err(|source| ModelFileError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    from_bytes(&data).map_err(|e| match e {
+    })
+}
+
+/// `e` (from parsing bytes) naming the file they came from.
+fn at_path(e: ModelFileError, path: &Path) -> ModelFileError {
+    match e {
         ModelFileError::Corrupt { reason, .. } => ModelFileError::Corrupt {
             path: path.to_path_buf(),
             reason,
@@ -312,7 +318,7 @@ pub fn load<T: Scalar>(path: &Path) -> Result<Network<T>, ModelFileError> {
             reason,
         },
         other => other,
-    })
+    }
 }
 
 /// Parses safetensors bytes written by [`to_bytes`].

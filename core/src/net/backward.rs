@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 
-use super::forward::{forward_layer_ref, Patches};
+use super::forward::{forward_layer_ref, output_shape, Patches};
 use super::layer::Shape;
 use super::layer::{ActKind, Conv2d, Kernel, Layer, PActivation};
 use super::network::{NetError, Network};
@@ -164,12 +164,7 @@ fn trace_seq<T: Scalar>(layers: &[Layer<T>], mut x: Tensor<T>) -> (Tensor<T>, Tr
             x = sum.unwrap_or_else(|| input.clone());
             steps.push(Step::Branches(input, traces));
         } else if let Layer::MaxPool2d(p) = l {
-            let out = Shape::image(
-                x.shape.c,
-                p.out_len(x.shape.h).unwrap_or(0),
-                p.out_len(x.shape.w).unwrap_or(0),
-            );
-            let (y, argmax) = max_pool_argmax(p, &x, out);
+            let (y, argmax) = max_pool_argmax(p, &x, output_shape(l, x.shape));
             steps.push(Step::MaxPool(x.n, x.shape, argmax));
             x = y;
         } else {

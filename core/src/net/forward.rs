@@ -58,13 +58,18 @@ pub(crate) fn forward_layer<T: Scalar>(l: &Layer<T>, x: Tensor<T>) -> Tensor<T> 
     }
 }
 
-/// One layer on a borrowed batch (the training pass keeps every layer's input).
-pub(crate) fn forward_layer_ref<T: Scalar>(l: &Layer<T>, x: &Tensor<T>) -> Tensor<T> {
-    let out_shape = match infer_layer(l, x.shape, &LayerPath::default()) {
+/// The sample shape layer `l` of a validated network produces from `input`.
+pub(crate) fn output_shape<T: Scalar>(l: &Layer<T>, input: Shape) -> Shape {
+    match infer_layer(l, input, &LayerPath::default()) {
         Ok(s) => s,
         // Networks are validated on construction; shapes cannot fail here.
         Err(_) => unreachable!("forward pass on an unvalidated layer"),
-    };
+    }
+}
+
+/// One layer on a borrowed batch (the training pass keeps every layer's input).
+pub(crate) fn forward_layer_ref<T: Scalar>(l: &Layer<T>, x: &Tensor<T>) -> Tensor<T> {
+    let out_shape = output_shape(l, x.shape);
     match l {
         Layer::Dense(k) => dense(k, x),
         Layer::Conv2d(c) => conv(c, x, out_shape),
