@@ -30,7 +30,7 @@ enum Step<T> {
     /// A parallel block's input and each branch's trace.
     Branches(Tensor<T>, Vec<Trace<T>>),
     /// A max pooling's input batch size and shape, and where each output's maximum sits.
-    MaxPool(usize, Shape, Vec<usize>),
+    MaxPool(usize, Shape, Vec<u32>),
 }
 
 /// Gradients of a loss: a layer list shaped like the network's, whose parameters hold the

@@ -8,7 +8,7 @@ use faer::{Accum, MatMut, MatRef, Par};
 
 use super::layer::{ActKind, Conv2d, Kernel, Layer, PActivation, Shape};
 use super::network::{infer_layer, LayerPath, NetError, Network};
-use super::pool::pool;
+use super::pool::{avg_pool, max_pool_argmax};
 use crate::{Scalar, Tensor};
 
 impl<T: Scalar> Network<T> {
@@ -73,8 +73,10 @@ pub(crate) fn forward_layer_ref<T: Scalar>(l: &Layer<T>, x: &Tensor<T>) -> Tenso
     match l {
         Layer::Dense(k) => dense(k, x),
         Layer::Conv2d(c) => conv(c, x, out_shape),
-        Layer::MaxPool2d(p) => pool(p, x, out_shape, true),
-        Layer::AvgPool2d(p) => pool(p, x, out_shape, false),
+        // Inference pays for the maxima's positions too: one code path, so the forward pass
+        // and the training pass agree to the bit.
+        Layer::MaxPool2d(p) => max_pool_argmax(p, x, out_shape).0,
+        Layer::AvgPool2d(p) => avg_pool(p, x, out_shape),
         Layer::Activation(a) => activate(a, x),
         Layer::Flatten => forward_layer(l, x.clone()),
         Layer::ParallelSum(bs) => {

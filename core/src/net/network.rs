@@ -4,6 +4,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use super::layer::{Layer, Shape};
+use super::pool::MAX_POOL_PLANE;
 use crate::Scalar;
 
 /// Maximum nesting of a [`LayerPath`]: top level, branch, layer, branch, layer, ...
@@ -109,6 +110,14 @@ pub enum NetError {
     },
     /// Nesting deeper than [`MAX_PATH_DEPTH`].
     TooDeep,
+    /// A max pooling whose input planes hold more than `u32::MAX` values (training records
+    /// each maximum's position as a `u32`).
+    PlaneTooLarge {
+        /// The layer.
+        layer: LayerPath,
+        /// Input shape.
+        input: Shape,
+    },
     /// The input tensor does not have the network's input shape.
     InputShape {
         /// The network's input shape.
@@ -149,6 +158,12 @@ impl fmt::Display for NetError {
                  give every branch the same output shape"
             ),
             Self::TooDeep => write!(f, "layers nested deeper than {MAX_PATH_DEPTH} levels; flatten the structure"),
+            Self::PlaneTooLarge { layer, input } => write!(
+                f,
+                "max pooling {layer}: its {}x{} input planes exceed {MAX_POOL_PLANE} values; \
+                 downsample the input before it",
+                input.h, input.w
+            ),
             Self::InputShape { expected, found } => write!(
                 f,
                 "input samples are {}x{}x{} but the network takes {}x{}x{}; reshape the input",
@@ -354,6 +369,11 @@ pub(crate) fn infer_layer<T: Scalar>(
             if p.k == 0 || p.stride == 0 {
                 return Err(NetError::ZeroSize { layer });
             }
+            if matches!(l, Layer::MaxPool2d(_))
+                && s.h.checked_mul(s.w).is_none_or(|n| n > MAX_POOL_PLANE)
+            {
+                return Err(NetError::PlaneTooLarge { layer, input: s });
+            }
             match (p.out_len(s.h), p.out_len(s.w)) {
                 (Some(h), Some(w)) => Ok(Shape::image(s.c, h, w)),
                 _ => Err(NetError::WindowTooLarge {
@@ -408,4 +428,26 @@ fn check_kernel<T: Scalar>(k: &super::layer::Kernel<T>, layer: &LayerPath) -> Re
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::layer::Pool;
+
+    #[test]
+    fn max_pooling_refuses_planes_beyond_u32_offsets() {
+        let pool = Pool {
+            k: 2,
+            stride: 2,
+            ceil: false,
+        };
+        let huge = Shape::image(1, 1 << 16, 1 << 16);
+        let e = Network::<f32>::new(huge, alloc::vec![Layer::MaxPool2d(pool)]).unwrap_err();
+        assert!(matches!(e, NetError::PlaneTooLarge { .. }), "{e}");
+        // Average pooling records no positions; a plane just inside the limit is fine.
+        assert!(Network::<f32>::new(huge, alloc::vec![Layer::AvgPool2d(pool)]).is_ok());
+        let fits = Shape::image(1, 1 << 16, (1 << 16) - 1);
+        assert!(Network::<f32>::new(fits, alloc::vec![Layer::MaxPool2d(pool)]).is_ok());
+    }
 }

@@ -1,7 +1,8 @@
-//! Max and average pooling, forward and backward, computed separably: a window
-//! `[y0, y1) x [x0, x1)` is reduced along rows first, then whole rows of those partial results
-//! are combined down the columns, so a `k x k` window costs `2k` operations per output instead
-//! of `k^2`, and the column pass runs over contiguous rows.
+//! Max and average pooling, forward and backward, computed separably: for each output row,
+//! the window's input rows are first combined column by column (whole contiguous rows at a
+//! time, which vectorises), then each output takes its window's columns of that partial
+//! result, so a `k x k` window costs `2k` operations per output instead of `k^2` and the
+//! strided part of the work runs on output rows only.
 //!
 //! Max pooling routes each output gradient to the first maximum of its window in row-major
 //! order (the first row holding the window's maximum, the first column within that row), and
@@ -14,6 +15,11 @@ use core::ops::Range;
 use super::layer::{Pool, Shape};
 use crate::{Scalar, Tensor};
 
+/// Most values a max-pooled plane may hold: the training pass records each window's maximum
+/// as a `u32` offset within its plane (half the memory of `usize`, and this array is as large
+/// as the layer's output).
+pub(crate) const MAX_POOL_PLANE: usize = u32::MAX as usize;
+
 /// The input range of output `o` along an axis of length `n`.
 #[inline]
 fn span(p: &Pool, n: usize, o: usize) -> Range<usize> {
@@ -21,80 +27,35 @@ fn span(p: &Pool, n: usize, o: usize) -> Range<usize> {
     start..(start + p.k).min(n)
 }
 
-/// `v > m ? v : m`, written so that it compiles to a select, not a branch: pooled values
-/// are noise to a branch predictor.
-#[inline(always)]
-fn larger<T: Scalar>(m: T, v: T) -> T {
-    if v > m {
-        v
-    } else {
-        m
-    }
-}
-
-/// Per output column: the window's maximum along one input row (`-inf` if all are NaN).
-fn row_max<T: Scalar>(p: &Pool, line: &[T], val: &mut [T]) {
-    for (ox, v) in val.iter_mut().enumerate() {
-        *v = line[span(p, line.len(), ox)]
-            .iter()
-            .fold(T::neg_infinity(), |m, x| larger(m, *x));
-    }
-}
-
-/// Per output column: the window's maximum along one input row and its first column.
-fn row_argmax<T: Scalar>(p: &Pool, line: &[T], val: &mut [T], col: &mut [usize]) {
-    for (ox, (v, c)) in val.iter_mut().zip(col.iter_mut()).enumerate() {
-        let xs = span(p, line.len(), ox);
-        let (mut bi, mut bv) = (xs.start, T::neg_infinity());
-        for (i, x) in line[xs.clone()].iter().enumerate() {
-            // Bit arithmetic, not `if`: compilers turn the select into a branch that
-            // mispredicts on noise. `bv` is never NaN, so `max` takes `x` exactly when
-            // `x > bv`.
-            let greater = usize::from(*x > bv).wrapping_neg();
-            bi ^= (bi ^ (xs.start + i)) & greater;
-            bv = bv.max(*x);
-        }
-        (*v, *c) = (bv, bi);
-    }
-}
-
-/// Pools every plane of `x` to `out` (same channels).
-pub(crate) fn pool<T: Scalar>(p: &Pool, x: &Tensor<T>, out: Shape, max: bool) -> Tensor<T> {
-    let (h, w, wo) = (x.shape.h, x.shape.w, out.w);
-    let mut rows = alloc::vec![T::zero(); h * wo];
-    let widths: Vec<T> = (0..wo)
+/// Each output column's clipped window width.
+fn widths<T: Scalar>(p: &Pool, w: usize, wo: usize) -> Vec<T> {
+    (0..wo)
         .map(|ox| T::of_f64(span(p, w, ox).len() as f64))
-        .collect();
+        .collect()
+}
+
+/// Average-pools every plane of `x` to `out` (same channels).
+pub(crate) fn avg_pool<T: Scalar>(p: &Pool, x: &Tensor<T>, out: Shape) -> Tensor<T> {
+    let (h, w, wo) = (x.shape.h, x.shape.w, out.w);
+    // One output row's window rows, summed per input column.
+    let mut cols = alloc::vec![T::zero(); w];
+    let widths = widths::<T>(p, w, wo);
     let mut y = alloc::vec![T::zero(); x.n * out.len()];
     for (plane, yp) in x
         .data
         .chunks_exact(h * w)
         .zip(y.chunks_exact_mut(out.h * wo))
     {
-        for (line, r) in plane.chunks_exact(w).zip(rows.chunks_exact_mut(wo)) {
-            if max {
-                row_max(p, line, r);
-            } else {
-                for (ox, v) in r.iter_mut().enumerate() {
-                    *v = line[span(p, w, ox)].iter().fold(T::zero(), |a, b| a + *b);
-                }
-            }
-        }
         for (oy, yr) in yp.chunks_exact_mut(wo).enumerate() {
             let ys = span(p, h, oy);
-            if max {
-                yr.fill(T::neg_infinity());
-                for r in rows[ys.start * wo..ys.end * wo].chunks_exact(wo) {
-                    yr.iter_mut().zip(r).for_each(|(m, v)| *m = larger(*m, *v));
-                }
-            } else {
-                for r in rows[ys.start * wo..ys.end * wo].chunks_exact(wo) {
-                    yr.iter_mut().zip(r).for_each(|(a, v)| *a += *v);
-                }
-                let rows_in = T::of_f64(ys.len() as f64);
-                yr.iter_mut()
-                    .zip(&widths)
-                    .for_each(|(a, c)| *a /= rows_in * *c);
+            cols.fill(T::zero());
+            for r in plane[ys.start * w..ys.end * w].chunks_exact(w) {
+                cols.iter_mut().zip(r).for_each(|(a, v)| *a += *v);
+            }
+            let rows_in = T::of_f64(ys.len() as f64);
+            for (ox, (v, c)) in yr.iter_mut().zip(&widths).enumerate() {
+                let s = cols[span(p, w, ox)].iter().fold(T::zero(), |a, b| a + *b);
+                *v = s / (rows_in * *c);
             }
         }
     }
@@ -105,46 +66,60 @@ pub(crate) fn pool<T: Scalar>(p: &Pool, x: &Tensor<T>, out: Shape, max: bool) ->
     }
 }
 
-/// Max pooling for training: the output and, per output value, the index in `x.data` of
-/// its window's first maximum (what the backward pass routes the gradient to).
+/// Max pooling: the output and, per output value, the offset within its input
+/// plane of its window's first maximum (where the backward pass routes the gradient).
+///
+/// # Panics
+/// If a plane holds more than [`MAX_POOL_PLANE`] values (networks refuse such layers).
 pub(crate) fn max_pool_argmax<T: Scalar>(
     p: &Pool,
     x: &Tensor<T>,
     out: Shape,
-) -> (Tensor<T>, Vec<usize>) {
+) -> (Tensor<T>, Vec<u32>) {
     let (h, w, wo) = (x.shape.h, x.shape.w, out.w);
-    let mut val = alloc::vec![T::zero(); h * wo];
-    let mut col = alloc::vec![0usize; h * wo];
+    assert!(h * w <= MAX_POOL_PLANE, "max-pooled plane too large");
+    // Per input column of one output row's window: the maximum and its first row.
+    let mut val = alloc::vec![T::zero(); w];
+    let mut row = alloc::vec![0u32; w];
     let mut y = alloc::vec![T::zero(); x.n * out.len()];
-    let mut at = alloc::vec![0usize; x.n * out.len()];
-    let planes = x.data.chunks_exact(h * w).enumerate();
+    let mut at = alloc::vec![0u32; x.n * out.len()];
     let outputs = y
         .chunks_exact_mut(out.h * wo)
         .zip(at.chunks_exact_mut(out.h * wo));
-    for ((pi, plane), (yp, ap)) in planes.zip(outputs) {
-        for (iy, line) in plane.chunks_exact(w).enumerate() {
-            let r = iy * wo..(iy + 1) * wo;
-            row_argmax(p, line, &mut val[r.clone()], &mut col[r]);
-        }
+    for (plane, (yp, ap)) in x.data.chunks_exact(h * w).zip(outputs) {
         for (oy, (yr, ar)) in yp
             .chunks_exact_mut(wo)
             .zip(ap.chunks_exact_mut(wo))
             .enumerate()
         {
             let ys = span(p, h, oy);
-            yr.fill(T::neg_infinity());
-            ar.fill(ys.start);
-            // First the winning row per column, then its absolute index.
-            for iy in ys {
-                let r = &val[iy * wo..(iy + 1) * wo];
-                for ((b, br), v) in yr.iter_mut().zip(ar.iter_mut()).zip(r) {
-                    let greater = usize::from(*v > *b).wrapping_neg();
-                    *br ^= (*br ^ iy) & greater;
-                    *b = b.max(*v);
+            val.fill(T::neg_infinity());
+            row.fill(ys.start as u32);
+            for iy in ys.clone() {
+                let line = &plane[iy * w..(iy + 1) * w];
+                for ((m, r), v) in val.iter_mut().zip(row.iter_mut()).zip(line) {
+                    // `m` is never NaN, so `max` takes `v` exactly when `v > m`.
+                    *r = if *v > *m { iy as u32 } else { *r };
+                    *m = m.max(*v);
                 }
             }
-            for (ox, a) in ar.iter_mut().enumerate() {
-                *a = pi * h * w + *a * w + col[*a * wo + ox];
+            for (ox, (v, a)) in yr.iter_mut().zip(ar.iter_mut()).enumerate() {
+                let xs = span(p, w, ox);
+                let (mut bv, mut br, mut bc) =
+                    (T::neg_infinity(), ys.start as u32, xs.start as u32);
+                for c in xs {
+                    // Row-major order: a larger value, or the same value in an earlier row.
+                    // Bit arithmetic, not `if`: compilers turn the select into a branch that
+                    // mispredicts on noise. `bv` only steers the comparisons (it may differ
+                    // from the winner in the sign of a zero); the output is read at the end.
+                    let take = (val[c] > bv) | ((val[c] == bv) & (row[c] < br));
+                    let mask = u32::from(take).wrapping_neg();
+                    br ^= (br ^ row[c]) & mask;
+                    bc ^= (bc ^ c as u32) & mask;
+                    bv = bv.max(val[c]);
+                }
+                // In range: `br * w + bc < h * w <= MAX_POOL_PLANE`.
+                (*v, *a) = (val[bc as usize], br * w as u32 + bc);
             }
         }
     }
@@ -161,14 +136,18 @@ pub(crate) fn max_pool_argmax<T: Scalar>(
 /// Max pooling's input gradient: each output gradient added at its window's maximum
 /// (`argmax` from [`max_pool_argmax`]) in a batch of `n` samples of `input` shape.
 pub(crate) fn max_pool_backward<T: Scalar>(
-    argmax: &[usize],
+    argmax: &[u32],
     dy: &Tensor<T>,
     n: usize,
     input: Shape,
 ) -> Tensor<T> {
     let mut dx = Tensor::zeros(n, input);
-    for (i, g) in argmax.iter().zip(&dy.data) {
-        dx.data[*i] += *g;
+    let planes = dx.data.chunks_exact_mut(input.h * input.w);
+    let outs = dy.shape.h * dy.shape.w;
+    for (plane, (a, g)) in planes.zip(argmax.chunks_exact(outs).zip(dy.data.chunks_exact(outs))) {
+        for (i, g) in a.iter().zip(g) {
+            plane[*i as usize] += *g;
+        }
     }
     dx
 }
@@ -180,32 +159,84 @@ pub(crate) fn avg_pool_backward<T: Scalar>(p: &Pool, x: &Tensor<T>, dy: &Tensor<
     let out = dy.shape;
     let wo = out.w;
     let mut dx = Tensor::zeros(x.n, x.shape);
-    // The gradient reaching each input row's windows.
-    let mut val = alloc::vec![T::zero(); h * wo];
-    let widths: Vec<T> = (0..wo)
-        .map(|ox| T::of_f64(span(p, w, ox).len() as f64))
-        .collect();
+    // The gradient one output row sends to each input column of its window rows.
+    let mut cols = alloc::vec![T::zero(); w];
+    let widths = widths::<T>(p, w, wo);
     for (dplane, dyp) in dx
         .data
         .chunks_exact_mut(h * w)
         .zip(dy.data.chunks_exact(out.h * wo))
     {
-        val.fill(T::zero());
         for (oy, g) in dyp.chunks_exact(wo).enumerate() {
             let ys = span(p, h, oy);
             let rows_in = T::of_f64(ys.len() as f64);
-            for iy in ys {
-                let r = val[iy * wo..(iy + 1) * wo].iter_mut();
-                for ((v, g), c) in r.zip(g).zip(&widths) {
-                    *v += *g / (rows_in * *c);
-                }
+            cols.fill(T::zero());
+            for (ox, (g, c)) in g.iter().zip(&widths).enumerate() {
+                let share = *g / (rows_in * *c);
+                cols[span(p, w, ox)].iter_mut().for_each(|v| *v += share);
             }
-        }
-        for (line, r) in dplane.chunks_exact_mut(w).zip(val.chunks_exact(wo)) {
-            for (ox, g) in r.iter().enumerate() {
-                line[span(p, w, ox)].iter_mut().for_each(|v| *v += *g);
+            for line in dplane[ys.start * w..ys.end * w].chunks_exact_mut(w) {
+                line.iter_mut().zip(&cols).for_each(|(d, v)| *d += *v);
             }
         }
     }
     dx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Rng;
+
+    /// Naive row-major scan: the first strictly larger non-NaN value of each window.
+    fn naive(p: &Pool, plane: &[f64], h: usize, w: usize, out: Shape) -> Vec<(f64, u32)> {
+        let mut res = Vec::new();
+        for oy in 0..out.h {
+            for ox in 0..out.w {
+                let (ys, xs) = (span(p, h, oy), span(p, w, ox));
+                let mut best = (f64::NEG_INFINITY, (ys.start * w + xs.start) as u32);
+                for y in ys {
+                    for x in xs.clone() {
+                        if plane[y * w + x] > best.0 {
+                            best = (plane[y * w + x], (y * w + x) as u32);
+                        }
+                    }
+                }
+                res.push(best);
+            }
+        }
+        res
+    }
+
+    #[test]
+    fn max_pooling_takes_the_first_maximum_in_row_major_order() {
+        let mut rng = Rng::seed(5);
+        for (k, stride, ceil, h, w) in [(3, 2, true, 7, 8), (2, 2, false, 6, 6), (3, 1, true, 5, 9)]
+        {
+            let p = Pool { k, stride, ceil };
+            let shape = Shape::image(2, h, w);
+            let out = Shape::image(2, p.out_len(h).unwrap(), p.out_len(w).unwrap());
+            // Few distinct values: ties in the same row, the same column and across both;
+            // some NaN, which never wins.
+            let data = (0..2 * shape.len())
+                .map(|_| match rng.below(8) {
+                    0 => f64::NAN,
+                    v => (v % 3) as f64,
+                })
+                .collect();
+            let x = Tensor::new(2, shape, data).unwrap();
+            let (y, at) = max_pool_argmax(&p, &x, out);
+            let per = out.h * out.w;
+            for (i, plane) in x.data.chunks_exact(h * w).enumerate() {
+                let want = naive(&p, plane, h, w, out);
+                for (j, (v, a)) in want.iter().enumerate() {
+                    assert_eq!(
+                        (y.data[i * per + j], at[i * per + j]),
+                        (*v, *a),
+                        "k {k} s {stride}"
+                    );
+                }
+            }
+        }
+    }
 }
