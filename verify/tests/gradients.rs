@@ -2,7 +2,9 @@
 //! networks (including morphed ones with parallel blocks and P-activations), and the loss.
 
 use netmorph_core::train::softmax_cross_entropy;
-use netmorph_core::{ActKind, Layer, Network, PActivation, Pool, Rng, Shape, Tensor};
+use netmorph_core::{
+    ActKind, Conv2d, Kernel, Layer, Network, PActivation, Pool, Rng, Shape, Tensor,
+};
 use netmorph_verify::strategies::{concretize, plan, smooth_network};
 use proptest::prelude::*;
 
@@ -160,14 +162,27 @@ proptest! {
     }
 
     #[test]
-    fn relu_and_maxpool_match_away_from_kinks(c in 1usize..4, h in 2usize..7, ceil in any::<bool>(), a in 0.0f64..1.0, seed in any::<u64>()) {
+    fn relu_and_maxpool_match_away_from_kinks(c in 1usize..4, h in 3usize..8, k in 2usize..4, stride in 1usize..3, ceil in any::<bool>(), a in 0.0f64..1.0, seed in any::<u64>()) {
         let shape = Shape::image(c, h, h);
         let mut act = PActivation::plain(ActKind::Relu, c);
         act.a = vec![a; c];
-        for layer in [Layer::Activation(act), Layer::MaxPool2d(Pool { k: 2, stride: 2, ceil })] {
+        for layer in [Layer::Activation(act), Layer::MaxPool2d(Pool { k, stride, ceil })] {
             let net = Network::new(shape, vec![layer]).unwrap();
             check(&net, &kink_free(2, shape, seed), seed)?;
         }
+    }
+
+    #[test]
+    fn backward_matches_on_many_channel_convolutions(c in 11usize..16, k in prop_oneof![Just(3usize), Just(5)], pad in 0usize..3, h in 5usize..9, seed in any::<u64>()) {
+        // At least 32 rows of C_in K with stride 1 and padding below K: the core's strip
+        // layout of patch matrices (the random networks above have fewer channels).
+        let mut rng = Rng::seed(seed);
+        let mut kernel = Kernel::zeros(3, c, k);
+        kernel.weight = rng.normals(kernel.weight.len(), 0.2);
+        kernel.bias = rng.normals(3, 0.2);
+        let conv = Layer::Conv2d(Conv2d { kernel, stride: 1, pad });
+        let net = Network::new(Shape::image(c, h, h), vec![conv]).unwrap();
+        check(&net, &Tensor::random(2, net.input_shape(), &mut rng), seed)?;
     }
 
     #[test]

@@ -9,10 +9,11 @@ use alloc::vec::Vec;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 
-use super::forward::{forward_layer_ref, output_shape, Patches};
+use super::forward::{forward_layer_ref, output_shape};
 use super::layer::Shape;
 use super::layer::{ActKind, Conv2d, Kernel, Layer, PActivation};
 use super::network::{NetError, Network};
+use super::patches::Patches;
 use super::pool::{avg_pool_backward, max_pool_argmax, max_pool_backward};
 use super::reduce::{sum, sum_by};
 use crate::{Scalar, Tensor};
@@ -315,51 +316,36 @@ fn conv_backward<T: Scalar>(
     let px = out.h * out.w;
     let transposed = want.then(|| flipped(c)).flatten();
     let scatter = want && transposed.is_none();
-    let mut g = Kernel::zeros(k.out, k.inp, k.k);
+    let mut bias = alloc::vec![T::zero(); k.out];
     let mut dx = Tensor::zeros(if scatter { x.n } else { 0 }, x.shape);
     let mut patches = Patches::new(c, x.shape, out);
-    let rows = patches.rows;
-    let mut cols = alloc::vec![T::zero(); patches.band_len()];
-    let mut dcols = alloc::vec![T::zero(); if scatter { patches.band_len() } else { 0 }];
-    let wm = MatRef::from_row_major_slice(&k.weight, k.out, rows);
     let len = x.shape.len();
     for img in 0..x.n {
         let dyi = dy.sample(img);
         for (o, plane) in dyi.chunks_exact(px).enumerate() {
-            g.bias[o] += sum(plane);
+            bias[o] += sum(plane);
         }
         patches.load(x.sample(img));
         for band in patches.bands() {
-            let n = band.len() * out.w;
-            let cols = &mut cols[..rows * n];
-            patches.im2col(x.sample(img), band.clone(), cols);
-            let dym = MatRef::from_row_major_slice(dyi, k.out, px).subcols(band.start * out.w, n);
-            matmul(
-                MatMut::from_row_major_slice_mut(&mut g.weight, k.out, rows),
-                Accum::Add,
-                dym,
-                MatRef::from_row_major_slice(cols, rows, n).transpose(),
-                T::one(),
-                Par::Seq,
-            );
-            if !scatter {
-                continue;
+            let dym = MatRef::from_row_major_slice(dyi, k.out, px)
+                .subcols(band.start * out.w, band.len() * out.w);
+            patches.add_weight_gradient(x.sample(img), band.clone(), dym);
+            if scatter {
+                let dxs = &mut dx.data[img * len..(img + 1) * len];
+                patches.add_input_gradient(band, dym, dxs);
             }
-            let dcols = &mut dcols[..rows * n];
-            matmul(
-                MatMut::from_row_major_slice_mut(dcols, rows, n),
-                Accum::Replace,
-                wm.transpose(),
-                dym,
-                T::one(),
-                Par::Seq,
-            );
-            patches.col2im(dcols, band, &mut dx.data[img * len..(img + 1) * len]);
         }
         if scatter {
-            patches.col2im_finish(&mut dx.data[img * len..(img + 1) * len]);
+            patches.finish_input_gradient(&mut dx.data[img * len..(img + 1) * len]);
         }
     }
+    let g = Kernel {
+        out: k.out,
+        inp: k.inp,
+        k: k.k,
+        weight: patches.weight_gradient(),
+        bias,
+    };
     let dx = match transposed {
         Some(t) => Some(forward_layer_ref(&Layer::Conv2d(t), dy)),
         None => scatter.then_some(dx),

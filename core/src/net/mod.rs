@@ -4,6 +4,7 @@ mod backward;
 mod forward;
 mod layer;
 mod network;
+mod patches;
 mod pool;
 mod reduce;
 
