@@ -3,8 +3,6 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use rayon::prelude::*;
-
 use netmorph_core::train::{
     combine, softmax_cross_entropy, train_step, Sgd, SgdConfig, TrainError,
 };
@@ -235,27 +233,36 @@ pub fn step<T: Scalar>(
     let per = x.n.div_ceil(threads.max(1)).max(1);
     let parts: Vec<_> = labels.chunks(per).enumerate().collect();
     let shared: &Network<T> = net;
-    // rayon's pool keeps its threads between steps: spawning threads every step cost more
-    // than a small network's whole step. A panicking task is re-raised by rayon (a bug in
-    // the crate, not bad input).
-    let results: Vec<Result<_, TrainError>> = parts
-        .par_iter()
-        .map(|&(i, ys)| {
-            let xs = Tensor {
-                n: ys.len(),
-                shape: x.shape,
-                data: x.data[i * per * len..(i * per + ys.len()) * len].to_vec(),
-            };
-            let (logits, trace) = shared.forward_trace_owned(xs).map_err(TrainError::Net)?;
-            let (loss, dlogits) = softmax_cross_entropy(&logits, ys)?;
-            let grads = shared
-                .param_gradients(&trace, &dlogits)
-                .map_err(TrainError::Net)?;
-            Ok((loss, grads, ys.len()))
-        })
-        .collect();
+    let work = |&(i, ys): &(usize, &[usize])| {
+        let xs = Tensor {
+            n: ys.len(),
+            shape: x.shape,
+            data: x.data[i * per * len..(i * per + ys.len()) * len].to_vec(),
+        };
+        let (logits, trace) = shared.forward_trace_owned(xs).map_err(TrainError::Net)?;
+        let (loss, dlogits) = softmax_cross_entropy(&logits, ys)?;
+        let grads = shared
+            .param_gradients(&trace, &dlogits)
+            .map_err(TrainError::Net)?;
+        Ok((loss, grads, ys.len()))
+    };
+    // The calling thread takes the first slice and rayon's pool the others: its threads stay
+    // between steps (spawning threads every step cost more than a small network's whole
+    // step), and the caller does not sleep while they work. A panicking task is re-raised by
+    // rayon (a bug in the crate, not bad input).
+    let mut results: Vec<Option<Result<_, TrainError>>> = parts.iter().map(|_| None).collect();
+    rayon::in_place_scope(|s| {
+        let mut slots = results.iter_mut().zip(&parts);
+        let first = slots.next();
+        for (slot, part) in slots {
+            s.spawn(|_| *slot = Some(work(part)));
+        }
+        if let Some((slot, part)) = first {
+            *slot = Some(work(part));
+        }
+    });
     let n = labels.len().max(1) as f64;
-    let mut parts = results.into_iter();
+    let mut parts = results.into_iter().flatten();
     let (loss0, mut grads, m0) = match parts.next() {
         Some(r) => r?,
         None => {

@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 
-use super::forward::{forward_layer_ref, output_shape};
+use super::forward::{forward_layer, forward_layer_ref, output_shape};
 use super::layer::Shape;
 use super::layer::{ActKind, Conv2d, Kernel, Layer, PActivation};
 use super::network::{NetError, Network};
@@ -32,6 +32,8 @@ enum Step<T> {
     Branches(Tensor<T>, Vec<Trace<T>>),
     /// A max pooling's input batch size and shape, and where each output's maximum sits.
     MaxPool(usize, Shape, Vec<u32>),
+    /// A flatten's input batch size and shape (its gradient is `dY` reshaped).
+    Flatten(usize, Shape),
 }
 
 /// Gradients of a loss: a layer list shaped like the network's, whose parameters hold the
@@ -128,7 +130,7 @@ impl<T: Scalar> Network<T> {
     ) -> Result<Gradients<T>, NetError> {
         let batch = trace.steps.first().map_or(dy.n, |s| match s {
             Step::Input(t) | Step::Branches(t, _) => t.n,
-            Step::MaxPool(n, ..) => *n,
+            Step::MaxPool(n, ..) | Step::Flatten(n, _) => *n,
         });
         if dy.shape != self.output_shape()
             || dy.n != batch
@@ -168,6 +170,9 @@ fn trace_seq<T: Scalar>(layers: &[Layer<T>], mut x: Tensor<T>) -> (Tensor<T>, Tr
             let (y, argmax) = max_pool_argmax(p, &x, output_shape(l, x.shape));
             steps.push(Step::MaxPool(x.n, x.shape, argmax));
             x = y;
+        } else if let Layer::Flatten = l {
+            steps.push(Step::Flatten(x.n, x.shape));
+            x = forward_layer(l, x);
         } else {
             let y = forward_layer_ref(l, &x);
             steps.push(Step::Input(x));
@@ -206,6 +211,13 @@ fn backward_seq<T: Scalar>(
                 (dx, Layer::ParallelSum(gs))
             }
             (_, Step::Input(x)) => backward_layer(l, x, &dy, want),
+            (_, Step::Flatten(n, shape)) => {
+                grads.push(Layer::Flatten);
+                // The same values in the input's shape: no copy.
+                dy.n = *n;
+                dy.shape = *shape;
+                continue;
+            }
             (_, Step::MaxPool(n, shape, argmax)) => (
                 want.then(|| max_pool_backward(argmax, &dy, *n, *shape)),
                 l.clone(),
@@ -246,14 +258,6 @@ fn backward_layer<T: Scalar>(
             )
         }
         Layer::AvgPool2d(p) => (want.then(|| avg_pool_backward(p, x, dy)), l.clone()),
-        Layer::Flatten => (
-            want.then(|| Tensor {
-                n: x.n,
-                shape: x.shape,
-                data: dy.data.clone(),
-            }),
-            Layer::Flatten,
-        ),
         Layer::Activation(p) => {
             let (dx, g) = act_backward(p, x, dy);
             (want.then_some(dx), Layer::Activation(g))
@@ -261,6 +265,7 @@ fn backward_layer<T: Scalar>(
         // Handled by `backward_seq`.
         Layer::ParallelSum(_) => unreachable!("parallel blocks carry branch traces"),
         Layer::MaxPool2d(_) => unreachable!("max pooling records where its maxima are"),
+        Layer::Flatten => unreachable!("flatten records its input shape"),
     }
 }
 
@@ -386,40 +391,73 @@ fn act_backward<T: Scalar>(
     dy: &Tensor<T>,
 ) -> (Tensor<T>, PActivation<T>) {
     let plane = x.shape.h * x.shape.w;
-    let mut dx = Tensor::zeros(x.n, x.shape);
+    let mut dx = Vec::with_capacity(x.data.len());
     let mut da = alloc::vec![T::zero(); p.a.len()];
     let samples = x
         .data
         .chunks_exact(x.shape.len())
         .zip(dy.data.chunks_exact(x.shape.len()));
-    for ((xs, dys), dxs) in samples.zip(dx.data.chunks_exact_mut(x.shape.len())) {
+    let gain = |a: T, x: T| (T::one() - a) * p.kind.derivative(x) + a;
+    for (xs, dys) in samples {
+        if plane == 1 {
+            // Flat samples, one value per channel: `da` gathers elementwise over the batch.
+            for (((xv, g), a), dac) in xs.iter().zip(dys).zip(&p.a).zip(&mut da) {
+                dx.push(*g * gain(*a, *xv));
+                *dac += *g * (*xv - p.kind.apply(*xv));
+            }
+            continue;
+        }
         for (c, (a, dac)) in p.a.iter().zip(da.iter_mut()).enumerate() {
             let range = c * plane..(c + 1) * plane;
-            let (xc, gc) = (&xs[range.clone()], &dys[range.clone()]);
-            let values = xc.iter().zip(gc).zip(&mut dxs[range]);
+            let (xc, gc) = (&xs[range.clone()], &dys[range]);
             if p.kind == ActKind::Relu {
                 // The same arithmetic with phi' in {0, 1} hoisted out of the loop.
                 let (on, off) = ((T::one() - *a) + *a, (T::one() - *a) * T::zero() + *a);
-                for ((xv, g), d) in values {
-                    *d = *g * if *xv > T::zero() { on } else { off };
-                }
+                dx.extend(
+                    xc.iter()
+                        .zip(gc)
+                        .map(|(xv, g)| *g * if *xv > T::zero() { on } else { off }),
+                );
                 // x - relu(x) is x below zero and 0 above.
                 *dac += sum_by(xc, gc, |x, g| {
                     g * (x - if x > T::zero() { x } else { T::zero() })
                 });
             } else {
-                for ((xv, g), d) in values {
-                    *d = *g * ((T::one() - *a) * p.kind.derivative(*xv) + *a);
-                }
+                dx.extend(xc.iter().zip(gc).map(|(xv, g)| *g * gain(*a, *xv)));
                 *dac += sum_by(xc, gc, |x, g| g * (x - p.kind.apply(x)));
             }
         }
     }
     (
-        dx,
+        Tensor {
+            n: x.n,
+            shape: x.shape,
+            data: dx,
+        },
         PActivation {
             kind: p.kind,
             a: da,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flatten_passes_the_gradient_back_in_the_input_shape() {
+        let mut k = Kernel::<f64>::zeros(1, 4, 1);
+        k.weight = alloc::vec![1.0, 2.0, 3.0, 4.0];
+        let input = Shape::image(1, 2, 2);
+        let net = Network::new(input, alloc::vec![Layer::Flatten, Layer::Dense(k)]).unwrap();
+        let x = Tensor::new(2, input, alloc::vec![0.5; 8]).unwrap();
+        let (y, trace) = net.forward_trace(&x).unwrap();
+        let dy = Tensor::new(2, y.shape, alloc::vec![1.0, -1.0]).unwrap();
+        let g = net.backward(&trace, &dy).unwrap();
+        let dx = g.input().unwrap();
+        assert_eq!((dx.n, dx.shape), (2, input));
+        assert_eq!(dx.data, [1.0, 2.0, 3.0, 4.0, -1.0, -2.0, -3.0, -4.0]);
+        assert!(matches!(g.layers()[0], Layer::Flatten));
+    }
 }

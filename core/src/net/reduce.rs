@@ -16,6 +16,9 @@ pub(crate) fn sum_by<T: Scalar>(xs: &[T], ys: &[T], f: impl Fn(T, T) -> T) -> T 
         .iter()
         .zip(yc.remainder())
         .fold(T::zero(), |a, (x, y)| a + f(*x, *y));
+    if n < 8 {
+        return tail;
+    }
     for (x8, y8) in xc.zip(yc) {
         for ((a, x), y) in acc.iter_mut().zip(x8).zip(y8) {
             *a += f(*x, *y);

@@ -1,5 +1,7 @@
 //! Softmax cross-entropy on flat logits.
 
+use alloc::vec::Vec;
+
 use super::TrainError;
 use crate::{Scalar, Tensor};
 
@@ -35,6 +37,8 @@ pub fn softmax_cross_entropy<T: Scalar>(
     let mut grad = Tensor::zeros(logits.n, logits.shape);
     let inv_n = 1.0 / logits.n.max(1) as f64;
     let mut loss = 0.0;
+    // exp(v - max) per class, computed once: softmax = e / sum e.
+    let mut e = Vec::with_capacity(classes);
     for ((row, g), &label) in logits
         .data
         .chunks_exact(classes)
@@ -42,12 +46,12 @@ pub fn softmax_cross_entropy<T: Scalar>(
         .zip(labels)
     {
         let max = row.iter().fold(f64::NEG_INFINITY, |m, v| m.max(v.as_f64()));
-        let sum: f64 = row.iter().map(|v| libm::exp(v.as_f64() - max)).sum();
-        let log_z = max + libm::log(sum);
-        loss += log_z - row[label].as_f64();
-        for (j, (v, gj)) in row.iter().zip(g.iter_mut()).enumerate() {
-            let p = libm::exp(v.as_f64() - log_z);
-            *gj = T::of_f64((p - if j == label { 1.0 } else { 0.0 }) * inv_n);
+        e.clear();
+        e.extend(row.iter().map(|v| libm::exp(v.as_f64() - max)));
+        let sum: f64 = e.iter().sum();
+        loss += max + libm::log(sum) - row[label].as_f64();
+        for (j, (ej, gj)) in e.iter().zip(g.iter_mut()).enumerate() {
+            *gj = T::of_f64((ej / sum - if j == label { 1.0 } else { 0.0 }) * inv_n);
         }
     }
     let loss = loss * inv_n;
