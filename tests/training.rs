@@ -360,3 +360,41 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[test]
+fn a_step_in_several_passes_matches_one_pass() {
+    use netmorph::fit::{pass_samples, step};
+    // 16384 inputs per sample: passes of 32 samples, so a batch of 70 takes three.
+    let input = Shape::image(1, 128, 128);
+    let mut rng = Rng::seed(4);
+    let mut k = Kernel::zeros(4, input.len(), 1);
+    k.weight = rng.normals(k.weight.len(), 0.01);
+    let net = Network::new(input, vec![Layer::Flatten, Layer::Dense(k)]).unwrap();
+    assert_eq!(pass_samples(&net), 32);
+    let x = Tensor::random(70, input, &mut rng);
+    let labels: Vec<usize> = (0..70).map(|i| i % 4).collect();
+    let config = SgdConfig {
+        lr: 0.1,
+        momentum: 0.9,
+        weight_decay: 0.01,
+        bias_lr_mult: 2.0,
+        a_lr_mult: 1.0,
+        schedule: Schedule::Constant,
+    };
+    let (mut whole, mut passes) = (net.clone(), net.clone());
+    let l1 = train_step(&mut whole, &mut Sgd::new(config), &x, &labels).unwrap();
+    let l2 = step(&mut passes, &mut Sgd::new(config), &x, &labels, 1).unwrap();
+    assert!((l1 - l2).abs() < 1e-12, "loss {l1} vs {l2}");
+    let (a, b) = (
+        whole.layers()[1].kernel().unwrap(),
+        passes.layers()[1].kernel().unwrap(),
+    );
+    let max = a
+        .weight
+        .iter()
+        .chain(&a.bias)
+        .zip(b.weight.iter().chain(&b.bias))
+        .fold(0.0f64, |m, (u, v)| m.max((u - v).abs()));
+    assert!(max < 1e-12, "passes drifted by {max}");
+    assert_ne!(whole, net, "the step changed nothing");
+}

@@ -66,6 +66,74 @@ pub(crate) fn avg_pool<T: Scalar>(p: &Pool, x: &Tensor<T>, out: Shape) -> Tensor
     }
 }
 
+/// The column pass of max pooling for one output row: per output column, the window's first
+/// maximum in row-major order among the per-column maxima `val` (first rows `row`) of the
+/// window's rows, as (value, row, column).
+///
+/// Output column `ox`'s `j`-th candidate is input column `ox s + j`, that is entry
+/// `ox + j / s` of phase `j % s` of the stride-`s` deinterleaved columns: copying the phases
+/// out once turns every candidate into a contiguous run over the output columns, so the
+/// comparisons run elementwise (and vectorise) instead of window by window.
+struct ColumnPick<T> {
+    /// Entries per phase: `wo + (k - 1) / s`; past the input, `-inf` in row `u32::MAX`,
+    /// which never wins.
+    len: usize,
+    phase_val: Vec<T>,
+    phase_row: Vec<u32>,
+    /// Per output column: the best value so far (up to the sign of a zero), row, column.
+    val: Vec<T>,
+    row: Vec<u32>,
+    col: Vec<u32>,
+}
+
+impl<T: Scalar> ColumnPick<T> {
+    fn new(p: &Pool, wo: usize) -> Self {
+        let len = wo + (p.k - 1) / p.stride;
+        Self {
+            len,
+            phase_val: alloc::vec![T::neg_infinity(); p.stride * len],
+            phase_row: alloc::vec![u32::MAX; p.stride * len],
+            val: alloc::vec![T::zero(); wo],
+            row: alloc::vec![0; wo],
+            col: alloc::vec![0; wo],
+        }
+    }
+
+    fn pick(&mut self, p: &Pool, first_row: u32, val: &[T], row: &[u32]) {
+        let (s, len, wo) = (p.stride, self.len, self.val.len());
+        let phases = self.phase_val.chunks_exact_mut(len);
+        for (ph, (pv, pr)) in phases.zip(self.phase_row.chunks_exact_mut(len)).enumerate() {
+            // Input columns `ph, ph + s, ...`; the entries past the input keep their padding.
+            let count = val.len().saturating_sub(ph).div_ceil(s).min(len);
+            for (q, (dv, dr)) in pv[..count].iter_mut().zip(&mut pr[..count]).enumerate() {
+                (*dv, *dr) = (val[q * s + ph], row[q * s + ph]);
+            }
+        }
+        self.val.fill(T::neg_infinity());
+        self.row.fill(first_row);
+        for (ox, c) in self.col.iter_mut().enumerate() {
+            *c = (ox * s) as u32;
+        }
+        for j in 0..p.k {
+            let from = (j % s) * len + j / s;
+            let cands = self.phase_val[from..from + wo]
+                .iter()
+                .zip(&self.phase_row[from..from + wo]);
+            let best = self.val.iter_mut().zip(&mut self.row).zip(&mut self.col);
+            for (ox, (((bv, br), bc), (v, r))) in best.zip(cands).enumerate() {
+                // A larger value, or the same value in an earlier row; on a full tie the
+                // earlier column stays. Bit arithmetic, not `if`: selects compile to
+                // branches that mispredict on noise.
+                let take = (*v > *bv) | ((*v == *bv) & (*r < *br));
+                let mask = u32::from(take).wrapping_neg();
+                *br ^= (*br ^ *r) & mask;
+                *bc ^= (*bc ^ (ox * s + j) as u32) & mask;
+                *bv = bv.max(*v);
+            }
+        }
+    }
+}
+
 /// Max pooling: the output and, per output value, the offset within its input
 /// plane of its window's first maximum (where the backward pass routes the gradient).
 ///
@@ -81,17 +149,11 @@ pub(crate) fn max_pool_argmax<T: Scalar>(
     // Per input column of one output row's window: the maximum and its first row.
     let mut val = alloc::vec![T::zero(); w];
     let mut row = alloc::vec![0u32; w];
-    let mut y = alloc::vec![T::zero(); x.n * out.len()];
-    let mut at = alloc::vec![0u32; x.n * out.len()];
-    let outputs = y
-        .chunks_exact_mut(out.h * wo)
-        .zip(at.chunks_exact_mut(out.h * wo));
-    for (plane, (yp, ap)) in x.data.chunks_exact(h * w).zip(outputs) {
-        for (oy, (yr, ar)) in yp
-            .chunks_exact_mut(wo)
-            .zip(ap.chunks_exact_mut(wo))
-            .enumerate()
-        {
+    let mut pick = ColumnPick::new(p, wo);
+    let mut y = Vec::with_capacity(x.n * out.len());
+    let mut at = Vec::with_capacity(x.n * out.len());
+    for plane in x.data.chunks_exact(h * w) {
+        for oy in 0..out.h {
             let ys = span(p, h, oy);
             val.fill(T::neg_infinity());
             row.fill(ys.start as u32);
@@ -103,24 +165,16 @@ pub(crate) fn max_pool_argmax<T: Scalar>(
                     *m = m.max(*v);
                 }
             }
-            for (ox, (v, a)) in yr.iter_mut().zip(ar.iter_mut()).enumerate() {
-                let xs = span(p, w, ox);
-                let (mut bv, mut br, mut bc) =
-                    (T::neg_infinity(), ys.start as u32, xs.start as u32);
-                for c in xs {
-                    // Row-major order: a larger value, or the same value in an earlier row.
-                    // Bit arithmetic, not `if`: compilers turn the select into a branch that
-                    // mispredicts on noise. `bv` only steers the comparisons (it may differ
-                    // from the winner in the sign of a zero); the output is read at the end.
-                    let take = (val[c] > bv) | ((val[c] == bv) & (row[c] < br));
-                    let mask = u32::from(take).wrapping_neg();
-                    br ^= (br ^ row[c]) & mask;
-                    bc ^= (bc ^ c as u32) & mask;
-                    bv = bv.max(val[c]);
-                }
-                // In range: `br * w + bc < h * w <= MAX_POOL_PLANE`.
-                (*v, *a) = (val[bc as usize], br * w as u32 + bc);
-            }
+            pick.pick(p, ys.start as u32, &val, &row);
+            // The winner's own value (`pick.val` may differ in the sign of a zero); in
+            // range: `row * w + col < h * w <= MAX_POOL_PLANE`.
+            y.extend(pick.col.iter().map(|c| val[*c as usize]));
+            at.extend(
+                pick.row
+                    .iter()
+                    .zip(&pick.col)
+                    .map(|(r, c)| r * w as u32 + c),
+            );
         }
     }
     (
