@@ -80,7 +80,7 @@ struct ColumnPick<T> {
     len: usize,
     phase_val: Vec<T>,
     phase_row: Vec<u32>,
-    /// Per output column: the best value so far (up to the sign of a zero), row, column.
+    /// Per output column: the best value so far, its row and its column.
     val: Vec<T>,
     row: Vec<u32>,
     col: Vec<u32>,
@@ -101,12 +101,31 @@ impl<T: Scalar> ColumnPick<T> {
 
     fn pick(&mut self, p: &Pool, first_row: u32, val: &[T], row: &[u32]) {
         let (s, len, wo) = (p.stride, self.len, self.val.len());
-        let phases = self.phase_val.chunks_exact_mut(len);
-        for (ph, (pv, pr)) in phases.zip(self.phase_row.chunks_exact_mut(len)).enumerate() {
-            // Input columns `ph, ph + s, ...`; the entries past the input keep their padding.
-            let count = val.len().saturating_sub(ph).div_ceil(s).min(len);
-            for (q, (dv, dr)) in pv[..count].iter_mut().zip(&mut pr[..count]).enumerate() {
-                (*dv, *dr) = (val[q * s + ph], row[q * s + ph]);
+        if s == 2 {
+            // The common stride, as whole pairs: the compiler turns this into shuffles.
+            let (ev, od) = self.phase_val.split_at_mut(len);
+            let (er, or) = self.phase_row.split_at_mut(len);
+            let dst = ev
+                .iter_mut()
+                .zip(od.iter_mut())
+                .zip(er.iter_mut().zip(or.iter_mut()));
+            for (((e, o), (re, ro)), (v, r)) in
+                dst.zip(val.chunks_exact(2).zip(row.chunks_exact(2)))
+            {
+                (*e, *o, *re, *ro) = (v[0], v[1], r[0], r[1]);
+            }
+            if val.len() % 2 == 1 && val.len() / 2 < len {
+                let c = val.len() - 1;
+                (ev[c / 2], er[c / 2]) = (val[c], row[c]);
+            }
+        } else {
+            let phases = self.phase_val.chunks_exact_mut(len);
+            for (ph, (pv, pr)) in phases.zip(self.phase_row.chunks_exact_mut(len)).enumerate() {
+                // Input columns `ph, ph + s, ...`; entries past the input keep their padding.
+                let count = val.len().saturating_sub(ph).div_ceil(s).min(len);
+                for (q, (dv, dr)) in pv[..count].iter_mut().zip(&mut pr[..count]).enumerate() {
+                    (*dv, *dr) = (val[q * s + ph], row[q * s + ph]);
+                }
             }
         }
         self.val.fill(T::neg_infinity());
@@ -128,7 +147,7 @@ impl<T: Scalar> ColumnPick<T> {
                 let mask = u32::from(take).wrapping_neg();
                 *br ^= (*br ^ *r) & mask;
                 *bc ^= (*bc ^ (ox * s + j) as u32) & mask;
-                *bv = bv.max(*v);
+                *bv = if take { *v } else { *bv };
             }
         }
     }
@@ -166,9 +185,8 @@ pub(crate) fn max_pool_argmax<T: Scalar>(
                 }
             }
             pick.pick(p, ys.start as u32, &val, &row);
-            // The winner's own value (`pick.val` may differ in the sign of a zero); in
-            // range: `row * w + col < h * w <= MAX_POOL_PLANE`.
-            y.extend(pick.col.iter().map(|c| val[*c as usize]));
+            // In range: `row * w + col < h * w <= MAX_POOL_PLANE`.
+            y.extend_from_slice(&pick.val);
             at.extend(
                 pick.row
                     .iter()
