@@ -6,7 +6,7 @@ Models: Caffe's cifar10_quick (3x32x32 inputs, batch 100) and the 784-50-10 MLP 
 0.004 on the same generated batch (no data loading, no evaluation), after warm-up steps, with
 the same number of threads. netmorph: the `train_throughput` example; PyTorch:
 torch.set_num_threads(threads). Each side is measured `rounds` times, alternating, and the
-median of each side's rounds is compared.
+median of each side's rounds is compared; the rounds' range is printed beside it.
 
     pip install torch   # CPU is enough; PyPI's wheel also brings CUDA libraries
     python3 bench/scripts/train_vs_torch.py [threads] [rounds]
@@ -78,7 +78,9 @@ def main():
             ours.append(netmorph_images_per_second(name, steps, threads))
             theirs.append(torch_images_per_second(name, steps))
         a, b = statistics.median(ours), statistics.median(theirs)
-        print(f"{name:14} netmorph {a:10.0f} img/s   torch {b:10.0f} img/s   ratio {a / b:5.2f}x")
+        print(f"{name:14} netmorph {a:10.0f} img/s   torch {b:10.0f} img/s   ratio {a / b:5.2f}x"
+              f"   (rounds: netmorph {min(ours):.0f}-{max(ours):.0f}, "
+              f"torch {min(theirs):.0f}-{max(theirs):.0f})")
 
 
 if __name__ == "__main__":
