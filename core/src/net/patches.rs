@@ -204,22 +204,22 @@ impl<'a, T: Scalar> Patches<'a, T> {
         }
     }
 
-    /// Input rows per band-matrix row for output rows `band`, and the band matrix's width.
-    fn band_shape(&self, band: &Range<usize>) -> (usize, usize) {
-        let lines = band.len()
-            + if self.strip {
-                self.conv.kernel.k - 1
-            } else {
-                0
-            };
-        (lines, lines * self.out.w)
+    /// The band matrix's width for output rows `band`: its pixels (full), or the pixels of
+    /// its input rows (strip, `K - 1` more rows).
+    fn band_width(&self, band: &Range<usize>) -> usize {
+        let extra = if self.strip {
+            self.conv.kernel.k - 1
+        } else {
+            0
+        };
+        (band.len() + extra) * self.out.w
     }
 
     /// Fills the band matrix for output rows `band` of the loaded sample `xs`.
     fn fill(&mut self, xs: &[T], band: &Range<usize>) {
         let (s, p) = (self.conv.stride, self.conv.pad);
         let (wp, wo) = (self.input.w + 2 * p, self.out.w);
-        let width = self.band_shape(band).1;
+        let width = self.band_width(band);
         let src: &[T] = if p > 0 { &self.padded } else { xs };
         let copy = row_copy::<T>(wo);
         for (base, col) in self.offsets.iter().zip(self.cols.chunks_exact_mut(width)) {
@@ -261,7 +261,7 @@ impl<'a, T: Scalar> Patches<'a, T> {
     /// `C_out x (band pixels)` block of the output.
     pub(crate) fn forward(&mut self, xs: &[T], band: Range<usize>, mut y: MatMut<'_, T>) {
         self.fill(xs, &band);
-        let (width, n) = (self.band_shape(&band).1, band.len() * self.out.w);
+        let (width, n) = (self.band_width(&band), band.len() * self.out.w);
         for dy in 0..self.vertical_taps() {
             let cols = tap_rows(&self.cols, (self.rows, width), dy, self.out.w, n);
             let w = self.filters(dy);
@@ -274,7 +274,7 @@ impl<'a, T: Scalar> Patches<'a, T> {
     /// block of the output gradient.
     pub(crate) fn add_weight_gradient(&mut self, xs: &[T], band: Range<usize>, dy: MatRef<'_, T>) {
         self.fill(xs, &band);
-        let (width, n) = (self.band_shape(&band).1, band.len() * self.out.w);
+        let (width, n) = (self.band_width(&band), band.len() * self.out.w);
         let c_out = self.conv.kernel.out;
         let len = c_out * self.rows;
         if self.dw.is_empty() {
