@@ -216,7 +216,7 @@ pub fn fit<T: Scalar>(
 const PASS_VALUES: usize = 1 << 19;
 
 /// Samples per forward and backward pass inside [`step`]: as many as keep the widest layer's
-/// activations within [`PASS_VALUES`] (for cifar10_quick 16, whose first convolution outputs
+/// activations within 2^19 values, 2 MiB in f32 (for cifar10_quick 16, whose first convolution outputs
 /// 32x32x32 values per sample; an MLP on 784 inputs passes whole slices, where smaller
 /// passes only cost matrix-product efficiency).
 pub fn pass_samples<T: Scalar>(net: &Network<T>) -> usize {
@@ -231,7 +231,8 @@ pub fn pass_samples<T: Scalar>(net: &Network<T>) -> usize {
 
 /// One SGD step with the batch split into `threads` slices whose gradients are computed in
 /// parallel (each slice in passes of at most [`pass_samples`] samples) and combined (weighted
-/// by size), then one update: the same step as [`train_step`] up to floating-point summation
+/// by size), then one update: the same step as
+/// [`train_step`](netmorph_core::train::train_step) up to floating-point summation
 /// order. Returns the batch loss before the update.
 ///
 /// # Errors
