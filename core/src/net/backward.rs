@@ -1,8 +1,10 @@
 //! Backward pass: gradients of a scalar loss with respect to every parameter (weights, biases,
 //! P-activation `a`) and to the input, given the loss's gradient at the output.
 //!
-//! Convolutions use the same im2col patch matrices as the forward pass: `dW = dY cols^T`,
-//! `dcols = W^T dY`, then col2im (the adjoint of im2col) back onto the input.
+//! Convolutions use the same patch matrices as the forward pass (see `patches`):
+//! `dW = dY cols^T`; the input gradient of a stride-1 layer with padding below `K` is the
+//! convolution of `dY` with the flipped filters, that of other layers `W^T dY` added back onto
+//! the input pixels (col2im).
 
 use alloc::vec::Vec;
 

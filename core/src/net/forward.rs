@@ -1,4 +1,5 @@
-//! Batched forward pass: convolutions as im2col + faer matmul, dense layers as one matmul.
+//! Batched forward pass: convolutions as faer matrix products over patch matrices (see
+//! `patches`), dense layers as one matrix product.
 
 use alloc::vec::Vec;
 
