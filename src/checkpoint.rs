@@ -13,8 +13,9 @@ use netmorph_core::train::Sgd;
 use netmorph_core::{Network, Scalar};
 use serde_json::json;
 
+use crate::data::InputScale;
 use crate::fit::{FitConfig, TrainState};
-use crate::model_file::{load_checkpoint, save_checkpoint, ModelFileError};
+use crate::model_file::{load_checkpoint, save_checkpoint, ModelFileError, ScaledNetwork};
 
 /// Why a checkpoint could not be written, read or resumed.
 #[derive(Debug)]
@@ -80,7 +81,7 @@ impl std::error::Error for CheckpointError {
 /// # Errors
 /// [`CheckpointError::File`] if the file cannot be written; the target is then untouched.
 pub fn save<T: Scalar>(
-    net: &Network<T>,
+    net: (&Network<T>, InputScale),
     state: &TrainState<T>,
     config: &FitConfig,
     path: &Path,
@@ -106,7 +107,7 @@ pub fn save<T: Scalar>(
 pub fn load<T: Scalar>(
     path: &Path,
     config: &FitConfig,
-) -> Result<(Network<T>, TrainState<T>), CheckpointError> {
+) -> Result<(ScaledNetwork<T>, TrainState<T>), CheckpointError> {
     let (net, meta, momentum) = load_checkpoint(path).map_err(CheckpointError::File)?;
     let bad = |reason: String| CheckpointError::State {
         path: path.to_path_buf(),

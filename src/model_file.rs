@@ -9,6 +9,7 @@ use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::data::InputScale;
 use netmorph_core::{ActKind, Conv2d, Kernel, Layer, Network, PActivation, Pool, Scalar, Shape};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde_json::{json, Value};
@@ -144,6 +145,9 @@ fn describe<T: Scalar>(layers: &[Layer<T>], prefix: &str, t: &mut Tensors) -> Ve
     out
 }
 
+/// A network and the scale of the inputs it was trained on.
+pub type ScaledNetwork<T> = (Network<T>, InputScale);
+
 /// Metadata key of a checkpoint's training state (JSON), beside [`METADATA_KEY`].
 pub const CHECKPOINT_KEY: &str = "netmorph_checkpoint";
 
@@ -153,7 +157,7 @@ pub const CHECKPOINT_KEY: &str = "netmorph_checkpoint";
 /// [`ModelFileError::Corrupt`] only if safetensors rejects the tensors (it does not for
 /// networks built by this crate).
 pub fn to_bytes<T: Scalar>(net: &Network<T>) -> Result<Vec<u8>, ModelFileError> {
-    serialize(net, None)
+    serialize(net, InputScale::Standard, None)
 }
 
 /// Writes a checkpoint: `net` as a model file (every reader of models can use it) plus
@@ -164,17 +168,17 @@ pub fn to_bytes<T: Scalar>(net: &Network<T>) -> Result<Vec<u8>, ModelFileError> 
 /// # Errors
 /// As [`save`].
 pub fn save_checkpoint<T: Scalar>(
-    net: &Network<T>,
+    (net, scale): (&Network<T>, InputScale),
     state: Value,
     momentum: Option<&[Layer<T>]>,
     path: &Path,
 ) -> Result<(), ModelFileError> {
-    let data = serialize(net, Some((state, momentum)))?;
+    let data = serialize(net, scale, Some((state, momentum)))?;
     write_atomic(path, &data)
 }
 
-/// Reads a checkpoint written by [`save_checkpoint`]: the network, the state JSON and the
-/// momentum layers (if it has them).
+/// Reads a checkpoint written by [`save_checkpoint`]: the network and its input scale, the
+/// state JSON and the momentum layers (if it has them).
 ///
 /// # Errors
 /// As [`load`]; [`ModelFileError::Architecture`] if the file is a plain model (no
@@ -182,9 +186,9 @@ pub fn save_checkpoint<T: Scalar>(
 #[allow(clippy::type_complexity)]
 pub fn load_checkpoint<T: Scalar>(
     path: &Path,
-) -> Result<(Network<T>, Value, Option<Vec<Layer<T>>>), ModelFileError> {
+) -> Result<(ScaledNetwork<T>, Value, Option<Vec<Layer<T>>>), ModelFileError> {
     let data = read(path)?;
-    let net = from_bytes(&data).map_err(|e| at_path(e, path))?;
+    let net = parse(&data).map_err(|e| at_path(e, path))?;
     let arch_err = |reason: String| ModelFileError::Architecture {
         path: path.to_path_buf(),
         reason,
@@ -211,6 +215,7 @@ pub fn load_checkpoint<T: Scalar>(
 
 fn serialize<T: Scalar>(
     net: &Network<T>,
+    scale: InputScale,
     checkpoint: Option<(Value, Option<&[Layer<T>]>)>,
 ) -> Result<Vec<u8>, ModelFileError> {
     let mut t = Tensors { list: Vec::new() };
@@ -226,6 +231,7 @@ fn serialize<T: Scalar>(
         "format": FORMAT,
         "dtype": T::NAME,
         "input": [s.c, s.h, s.w],
+        "input_scale": scale.name(),
         "layers": layers,
     });
     let corrupt = |e: safetensors::SafeTensorError| ModelFileError::Corrupt {
@@ -253,7 +259,20 @@ fn serialize<T: Scalar>(
 /// [`ModelFileError::Io`] if the directory is missing or not writable; the target is then
 /// untouched and no temporary file is left behind.
 pub fn save<T: Scalar>(net: &Network<T>, path: &Path) -> Result<(), ModelFileError> {
-    let data = to_bytes(net)?;
+    save_scaled(net, InputScale::Standard, path)
+}
+
+/// [`save`] for a network trained on inputs scaled as `scale` (stored in the file; see
+/// [`load_scaled`]).
+///
+/// # Errors
+/// As [`save`].
+pub fn save_scaled<T: Scalar>(
+    net: &Network<T>,
+    scale: InputScale,
+    path: &Path,
+) -> Result<(), ModelFileError> {
+    let data = serialize(net, scale, None)?;
     write_atomic(path, &data)
 }
 
@@ -295,8 +314,17 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ModelFileError> {
 /// [`ModelFileError`] naming the path for an unreadable, truncated or corrupt file, or
 /// metadata that disagrees with the tensors.
 pub fn load<T: Scalar>(path: &Path) -> Result<Network<T>, ModelFileError> {
+    Ok(load_scaled(path)?.0)
+}
+
+/// [`load`], and the scale of the inputs the network was trained on ([`InputScale::Standard`]
+/// for files that do not say).
+///
+/// # Errors
+/// As [`load`]; [`ModelFileError::Architecture`] for an unknown `input_scale`.
+pub fn load_scaled<T: Scalar>(path: &Path) -> Result<ScaledNetwork<T>, ModelFileError> {
     let data = read(path)?;
-    from_bytes(&data).map_err(|e| at_path(e, path))
+    parse(&data).map_err(|e| at_path(e, path))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, ModelFileError> {
@@ -326,6 +354,11 @@ fn at_path(e: ModelFileError, path: &Path) -> ModelFileError {
 /// # Errors
 /// As [`load`] (with an empty path).
 pub fn from_bytes<T: Scalar>(data: &[u8]) -> Result<Network<T>, ModelFileError> {
+    Ok(parse(data)?.0)
+}
+
+/// The network and input scale in safetensors bytes.
+fn parse<T: Scalar>(data: &[u8]) -> Result<ScaledNetwork<T>, ModelFileError> {
     let corrupt = |reason: String| ModelFileError::Corrupt {
         path: PathBuf::new(),
         reason,
@@ -355,8 +388,18 @@ pub fn from_bytes<T: Scalar>(data: &[u8]) -> Result<Network<T>, ModelFileError> 
         Some(Some(v)) if v.len() == 3 => Shape::image(v[0] as usize, v[1] as usize, v[2] as usize),
         _ => return Err(arch_err("`input` must be [channels, height, width]".into())),
     };
+    // Files from before the field: the only scale there was.
+    let scale = match &arch["input_scale"] {
+        Value::Null => InputScale::Standard,
+        v => v.as_str().and_then(InputScale::parse).ok_or_else(|| {
+            arch_err(format!(
+                "`input_scale` is {v}, expected \"standard\" or \"pixels\""
+            ))
+        })?,
+    };
     let layers = parse_layers(&arch["layers"], &st).map_err(arch_err)?;
-    Network::new(input, layers).map_err(|e| arch_err(e.to_string()))
+    let net = Network::new(input, layers).map_err(|e| arch_err(e.to_string()))?;
+    Ok((net, scale))
 }
 
 fn field(v: &Value, key: &str) -> Result<usize, String> {

@@ -375,3 +375,64 @@ fn ctrl_c_writes_a_checkpoint_that_resumes_to_the_uninterrupted_model() {
         "the resumed model differs from the uninterrupted one"
     );
 }
+
+#[test]
+fn the_input_scale_travels_with_the_model() {
+    let dir = temp_dir("scale");
+    let model = dir.join("pixels.safetensors");
+    let child = dir.join("child.safetensors");
+    let m = model.to_str().unwrap();
+    let data = ["--data", "fashion-mnist"];
+    let (code, out, err) = run(&[
+        "train",
+        "--arch",
+        "mlp()",
+        data[0],
+        data[1],
+        "--limit",
+        "500",
+        "--epochs",
+        "1",
+        "--lr",
+        "0.00001",
+        "--input-scale",
+        "pixels",
+        "--out",
+        m,
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let trained = out
+        .lines()
+        .find_map(|l| l.split("\"test_accuracy\":").nth(1))
+        .and_then(|v| v.split([',', '}']).next())
+        .map(str::to_string)
+        .expect("an epoch line");
+    let (code, out, err) = run(&["inspect", m, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"input_scale\":\"pixels\""), "{out}");
+    // Evaluation and morphs feed the model what it was trained on: the same accuracy.
+    let (code, out, err) = run(&["eval", m, data[0], data[1], "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("\"test_accuracy\":{trained},")),
+        "{out} vs {trained}"
+    );
+    let c = child.to_str().unwrap();
+    let (code, _, err) = run(&["morph", m, "--op", "depth@1,cl=20,act=relu", "--out", c]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run(&["eval", c, data[0], data[1], "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("\"test_accuracy\":{trained},")),
+        "{out} vs {trained}"
+    );
+    // A contradicting flag is refused, naming the stored scale.
+    let (code, _, err) = run(&["eval", m, data[0], data[1], "--input-scale", "standard"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("trained on pixels inputs"), "{err}");
+    let (code, _, err) = run(&["eval", m, data[0], data[1], "--input-scale", "huge"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("use `standard` or `pixels`"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

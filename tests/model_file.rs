@@ -127,7 +127,7 @@ fn with_metadata(bytes: &[u8], edit: impl Fn(&str) -> String) -> Vec<u8> {
 fn metadata_that_disagrees_with_tensors_is_refused() {
     let bytes = to_bytes(&sample()).unwrap();
     type Edit = Box<dyn Fn(&str) -> String>;
-    let cases: [(&str, Edit); 4] = [
+    let cases: [(&str, Edit); 5] = [
         (
             "shape",
             Box::new(|a: &str| {
@@ -147,6 +147,10 @@ fn metadata_that_disagrees_with_tensors_is_refused() {
             "format",
             Box::new(|a: &str| a.replace("netmorph/1", "netmorph/9")),
         ),
+        (
+            "input scale",
+            Box::new(|a: &str| a.replace("\"standard\"", "\"huge\"")),
+        ),
     ];
     for (what, edit) in cases {
         let bad = with_metadata(&bytes, edit);
@@ -156,4 +160,27 @@ fn metadata_that_disagrees_with_tensors_is_refused() {
             "{what}: {err}"
         );
     }
+}
+
+#[test]
+fn the_input_scale_round_trips_and_old_files_are_standard() {
+    use netmorph::data::InputScale;
+    use netmorph::model_file::{load_scaled, save_scaled};
+    let dir = std::env::temp_dir().join(format!("netmorph-scale-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.safetensors");
+    for scale in [InputScale::Pixels, InputScale::Standard] {
+        save_scaled(&sample(), scale, &path).unwrap();
+        let (net, back): (Network<f64>, _) = load_scaled(&path).unwrap();
+        assert_eq!((net, back), (sample(), scale));
+    }
+    // A file from before the field.
+    let old = with_metadata(&to_bytes(&sample()).unwrap(), |a| {
+        a.replace(",\"input_scale\":\"standard\"", "")
+    });
+    assert!(!String::from_utf8_lossy(&old).contains("input_scale"));
+    std::fs::write(&path, old).unwrap();
+    let (_, back): (Network<f64>, _) = load_scaled(&path).unwrap();
+    assert_eq!(back, InputScale::Standard);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

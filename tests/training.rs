@@ -225,6 +225,7 @@ fn threaded_steps_match_single_threaded_ones() {
 #[test]
 fn an_interrupted_run_resumed_from_its_checkpoint_ends_bit_identical() {
     use netmorph::checkpoint;
+    use netmorph::data::InputScale;
     use netmorph::fit::{Outcome, TrainState};
     let data = xor_dataset(250, 9);
     let config = fit_config(1);
@@ -246,9 +247,11 @@ fn an_interrupted_run_resumed_from_its_checkpoint_ends_bit_identical() {
     let outcome = run_fit(&mut net, &data, &config, &mut state, Some(11));
     assert_eq!(outcome, Outcome::Interrupted);
     assert_eq!((state.epoch, state.step), (1, 3));
-    checkpoint::save(&net, &state, &config, &path).unwrap();
-    let (mut resumed, mut state): (Network<f64>, _) = checkpoint::load(&path, &config).unwrap();
+    checkpoint::save((&net, InputScale::Pixels), &state, &config, &path).unwrap();
+    let ((mut resumed, scale), mut state): ((Network<f64>, _), _) =
+        checkpoint::load(&path, &config).unwrap();
     assert_eq!(resumed, net, "the checkpoint holds the network bit for bit");
+    assert_eq!(scale, InputScale::Pixels, "and the input scale");
     assert_eq!(state.sgd.iteration(), 11);
     let outcome = run_fit(&mut resumed, &data, &config, &mut state, None);
     assert_eq!(outcome, Outcome::Finished);

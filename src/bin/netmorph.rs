@@ -10,9 +10,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use netmorph::arch;
 use netmorph::checkpoint;
 use netmorph::data::Augment;
-use netmorph::data::{cifar10, fashion_mnist, Dataset, FASHION_MNIST_DIR};
+use netmorph::data::{cifar10, fashion_mnist, Dataset, InputScale, FASHION_MNIST_DIR};
 use netmorph::fit::{evaluate, fit, EpochStats, FitConfig, Outcome, TrainState};
-use netmorph::model_file::{load, save, write_atomic};
+use netmorph::model_file::{load, load_scaled, save_scaled, write_atomic};
 use netmorph::morph::depth::DepthParams;
 use netmorph::morph::plan::MorphOp;
 use netmorph::morph::MorphReport;
@@ -162,6 +162,12 @@ struct DataArgs {
     /// Use only the first N training images (0: all).
     #[arg(long, default_value_t = 0)]
     limit: usize,
+    /// How inputs are scaled: `standard` (zero mean, unit variance per channel) or `pixels`
+    /// (the channel mean subtracted from 0-255 values: Caffe's scale, which its cifar10_quick
+    /// solver settings need). A new model takes `standard` unless told; an existing model
+    /// keeps the scale stored in its file.
+    #[arg(long)]
+    input_scale: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -253,7 +259,7 @@ fn main() -> ExitCode {
             if opt.resume.is_some() {
                 run_fit(None, &data, &opt, &out)
             } else {
-                load(&model)
+                load_scaled(&model)
                     .map_err(|e| e.to_string())
                     .and_then(|net| run_fit(Some(net), &data, &opt, &out))
             }
@@ -300,11 +306,45 @@ fn main() -> ExitCode {
     }
 }
 
-/// Training and test splits, normalised with the training split's channel statistics.
-fn load_data(name: &str, limit: usize) -> Result<(Dataset, Dataset)> {
+/// The input scale for a run on `data`: the model's (`None` for a new model: the flag's, else
+/// standard); a flag that contradicts the model's is refused.
+fn input_scale(data: &DataArgs, model: Option<InputScale>) -> Result<InputScale> {
+    let flag = match &data.input_scale {
+        None => None,
+        Some(name) => Some(
+            InputScale::parse(name)
+                .ok_or_else(|| format!("--input-scale {name:?}: use `standard` or `pixels`"))?,
+        ),
+    };
+    match (flag, model) {
+        (Some(f), Some(m)) if f != m => Err(format!(
+            "the model was trained on {} inputs; drop --input-scale {} or pass {}",
+            m.name(),
+            f.name(),
+            m.name()
+        )),
+        (f, m) => Ok(m.or(f).unwrap_or_default()),
+    }
+}
+
+/// Training and test splits, scaled as `scale` says with the training split's channel
+/// statistics.
+fn load_data(name: &str, limit: usize, scale: InputScale) -> Result<(Dataset, Dataset)> {
+    let (mut train, mut test, stats) = load_unscaled(name, limit)?;
+    train.scale(&stats, scale);
+    test.scale(&stats, scale);
+    Ok((train, test))
+}
+
+/// Training and test splits as read (pixels / 255), and the full training split's
+/// per-channel `(mean, std)`.
+type Unscaled = (Dataset, Dataset, Vec<(f64, f64)>);
+
+/// [`Unscaled`] data named `name`, the training split cut to `limit` samples (0: all).
+fn load_unscaled(name: &str, limit: usize) -> Result<Unscaled> {
     let cifar_dir = std::env::var_os("NETMORPH_CIFAR10")
         .map_or_else(|| PathBuf::from(CIFAR10_DIR), PathBuf::from);
-    let (mut train, mut test) = match name {
+    let (mut train, test) = match name {
         "fashion-mnist" => fashion_mnist(Path::new(FASHION_MNIST_DIR)),
         "cifar10" => cifar10(&cifar_dir, 0),
         dir if Path::new(dir).join("train").is_dir()
@@ -319,9 +359,7 @@ fn load_data(name: &str, limit: usize) -> Result<(Dataset, Dataset)> {
     if limit > 0 {
         train = train.head(limit);
     }
-    train.normalize(&stats);
-    test.normalize(&stats);
-    Ok((train, test))
+    Ok((train, test, stats))
 }
 
 /// `requested` threads, or one per core for 0.
@@ -383,7 +421,8 @@ fn train(spec: &str, data: &DataArgs, opt: &OptArgs, out: &Path) -> Result<()> {
         return run_fit(None, data, opt, out);
     }
     let arch = arch::parse(spec).map_err(|e| e.to_string())?;
-    let (train_set, _) = load_data(&data.data, 1)?;
+    let scale = input_scale(data, None)?;
+    let (train_set, _) = load_data(&data.data, 1, scale)?;
     let net: Network<f32> = arch
         .build(
             train_set.x.shape,
@@ -391,14 +430,21 @@ fn train(spec: &str, data: &DataArgs, opt: &OptArgs, out: &Path) -> Result<()> {
             &mut Rng::seed(opt.seed),
         )
         .map_err(|e| e.to_string())?;
-    run_fit(Some(net), data, opt, out)
+    run_fit(Some((net, scale)), data, opt, out)
 }
 
 /// Trains `net` (or, with `--resume`, the checkpoint's network) and writes it to `out`.
-fn run_fit(net: Option<Network<f32>>, data: &DataArgs, opt: &OptArgs, out: &Path) -> Result<()> {
-    let (train_set, test_set) = load_data(&data.data, data.limit)?;
+fn run_fit(
+    net: Option<(Network<f32>, InputScale)>,
+    data: &DataArgs,
+    opt: &OptArgs,
+    out: &Path,
+) -> Result<()> {
+    // The optimiser settings need the training set's size, a checkpoint's scale is only known
+    // once it is read: the data is scaled after that.
+    let (mut train_set, mut test_set, stats) = load_unscaled(&data.data, data.limit)?;
     let config = fit_config(opt, &train_set, opt.epochs)?;
-    let (mut net, mut state) = match (&opt.resume, net) {
+    let ((mut net, stored), mut state) = match (&opt.resume, net) {
         (Some(path), _) => {
             let (net, state) = checkpoint::load(path, &config).map_err(|e| e.to_string())?;
             if !opt.json {
@@ -414,6 +460,9 @@ fn run_fit(net: Option<Network<f32>>, data: &DataArgs, opt: &OptArgs, out: &Path
         (None, Some(net)) => (net, TrainState::new(&config)),
         (None, None) => return Err("nothing to train: give a model or --resume".into()),
     };
+    let scale = input_scale(data, Some(stored))?;
+    train_set.scale(&stats, scale);
+    test_set.scale(&stats, scale);
     if !opt.json {
         println!(
             "{} parameters, {} training images, {} test images",
@@ -430,9 +479,9 @@ fn run_fit(net: Option<Network<f32>>, data: &DataArgs, opt: &OptArgs, out: &Path
         &mut state,
         opt.json,
         "train",
-        Some(&ckpt),
+        Some((&ckpt, scale)),
     )?;
-    save(&net, out).map_err(|e| e.to_string())?;
+    save_scaled(&net, scale, out).map_err(|e| e.to_string())?;
     if !opt.json {
         let last = stats.last().map_or(0.0, |s| s.test_accuracy);
         println!(
@@ -451,8 +500,8 @@ fn checkpoint_path(opt: &OptArgs, out: &Path) -> PathBuf {
         .unwrap_or_else(|| checkpoint::path_for(out))
 }
 
-/// [`fit_with_progress`]; an interruption writes a checkpoint to `ckpt` (if given) and
-/// ends the process with status 130.
+/// [`fit_with_progress`]; an interruption writes a checkpoint to `ckpt` (if given, with the
+/// run's input scale) and ends the process with status 130.
 fn fit_or_checkpoint(
     net: &mut Network<f32>,
     (train, test): (&Dataset, &Dataset),
@@ -460,13 +509,13 @@ fn fit_or_checkpoint(
     state: &mut TrainState<f32>,
     json: bool,
     label: &str,
-    ckpt: Option<&Path>,
+    ckpt: Option<(&Path, InputScale)>,
 ) -> Result<Vec<EpochStats>> {
     let (stats, outcome) = fit_with_progress(net, train, test, config, state, json, label)?;
     if outcome == Outcome::Interrupted {
         match ckpt {
-            Some(path) => {
-                checkpoint::save(net, state, config, path).map_err(|e| e.to_string())?;
+            Some((path, scale)) => {
+                checkpoint::save((net, scale), state, config, path).map_err(|e| e.to_string())?;
                 eprintln!(
                     "{label}: stopped at epoch {}, step {}; checkpoint written to {}\nresume with the same command plus `--resume {}`",
                     state.epoch + 1,
@@ -573,7 +622,8 @@ fn grow(
         .map(|s| parse_stage(s))
         .collect::<Result<_>>()?;
     let arch = arch::parse(spec).map_err(|e| e.to_string())?;
-    let (train_set, test_set) = load_data(&data.data, data.limit)?;
+    let scale = input_scale(data, None)?;
+    let (train_set, test_set) = load_data(&data.data, data.limit, scale)?;
     let mut net: Network<f32> = arch
         .build(
             train_set.x.shape,
@@ -624,7 +674,7 @@ fn grow(
         &mut TrainState::new(&config),
         opt.json,
         "parent",
-        Some(&ckpt),
+        Some((&ckpt, scale)),
     )?;
     record("parent", net.param_count(), &stats, epoch0, None);
     epoch0 += opt.epochs;
@@ -670,7 +720,7 @@ fn grow(
             &mut TrainState::new(&config),
             opt.json,
             &name,
-            Some(&ckpt),
+            Some((&ckpt, scale)),
         )?;
         record(&name, net.param_count(), &stats, epoch0, last);
         epoch0 += epochs;
@@ -679,7 +729,7 @@ fn grow(
             .map(|s| (epoch0 as f64, s.test_accuracy))
             .or(last);
     }
-    save(&net, out).map_err(|e| e.to_string())?;
+    save_scaled(&net, scale, out).map_err(|e| e.to_string())?;
     if let Some(path) = csv {
         write_atomic(path, (rows.join("\n") + "\n").as_bytes()).map_err(|e| e.to_string())?;
     }
@@ -724,8 +774,8 @@ fn predict(model: &Path, input: &Path, output: &Path) -> Result<()> {
 }
 
 fn eval(model: &Path, data: &DataArgs, json: bool) -> Result<()> {
-    let net: Network<f32> = load(model).map_err(|e| e.to_string())?;
-    let (_, test) = load_data(&data.data, 0)?;
+    let (net, stored): (Network<f32>, _) = load_scaled(model).map_err(|e| e.to_string())?;
+    let (_, test) = load_data(&data.data, 0, input_scale(data, Some(stored))?)?;
     let (loss, acc) = evaluate(&net, &test).map_err(|e| e.to_string())?;
     if json {
         println!(
@@ -743,7 +793,7 @@ fn eval(model: &Path, data: &DataArgs, json: bool) -> Result<()> {
 }
 
 fn inspect(model: &Path, json: bool) -> Result<()> {
-    let net: Network<f32> = load(model).map_err(|e| e.to_string())?;
+    let (net, scale): (Network<f32>, _) = load_scaled(model).map_err(|e| e.to_string())?;
     let mut rows = Vec::new();
     collect_rows(&net, net.layers(), &[], &mut rows);
     if json {
@@ -752,8 +802,9 @@ fn inspect(model: &Path, json: bool) -> Result<()> {
             .map(|r| format!("{{\"path\":\"{}\",\"type\":\"{}\",\"output\":\"{}\",\"params\":{},\"nonzero\":{}}}", r.0, r.1, r.2, r.3, r.4))
             .collect();
         println!(
-            "{{\"params\":{},\"layers\":[{}]}}",
+            "{{\"params\":{},\"input_scale\":\"{}\",\"layers\":[{}]}}",
             net.param_count(),
+            scale.name(),
             layers.join(",")
         );
     } else {
@@ -766,10 +817,11 @@ fn inspect(model: &Path, json: bool) -> Result<()> {
         }
         let s = net.input_shape();
         println!(
-            "input {}x{}x{}, {} parameters",
+            "input {}x{}x{} ({} scale), {} parameters",
             s.c,
             s.h,
             s.w,
+            scale.name(),
             net.param_count()
         );
     }
@@ -815,14 +867,14 @@ fn morph(
     report: Option<&Path>,
     data: Option<&str>,
 ) -> Result<()> {
-    let parent: Network<f32> = load(model).map_err(|e| e.to_string())?;
+    let (parent, scale): (Network<f32>, _) = load_scaled(model).map_err(|e| e.to_string())?;
     let ops: Vec<MorphOp> = ops
         .iter()
         .map(|o| parse_op(o))
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| e.to_string())?;
     let probes = match data {
-        Some(name) => load_data(name, 1)?.1.head(1000).x,
+        Some(name) => load_data(name, 1, scale)?.1.head(1000).x,
         None => Tensor::random(256, parent.input_shape(), &mut Rng::seed(seed ^ 0x5eed)),
     };
     if probes.shape != parent.input_shape() {
@@ -855,7 +907,7 @@ fn morph(
         reports.push(report_json(&r, d, d / s.max(f64::MIN_POSITIVE)));
         child = next;
     }
-    save(&child, out).map_err(|e| e.to_string())?;
+    save_scaled(&child, scale, out).map_err(|e| e.to_string())?;
     if let Some(path) = report {
         write_atomic(path, format!("[{}]\n", reports.join(",")).as_bytes())
             .map_err(|e| e.to_string())?;

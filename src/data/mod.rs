@@ -81,16 +81,57 @@ impl Dataset {
     /// Subtracts each channel's mean and divides by its standard deviation (statistics from
     /// the training set, applied to every split).
     pub fn normalize(&mut self, stats: &[(f64, f64)]) {
+        self.scale(stats, InputScale::Standard);
+    }
+
+    /// Scales the samples as `scale` says, with the training set's per-channel `(mean, std)`
+    /// `stats` (from [`Dataset::channel_stats`]; applied to every split).
+    pub fn scale(&mut self, stats: &[(f64, f64)], scale: InputScale) {
         let plane = self.x.shape.h * self.x.shape.w;
         let c = self.x.shape.c;
         for sample in self.x.data.chunks_exact_mut(c * plane) {
             for (ch, (mean, std)) in stats.iter().enumerate().take(c) {
-                let scale = if *std > 0.0 { 1.0 / std } else { 1.0 };
+                let scale = match scale {
+                    // Samples hold pixels / 255.
+                    InputScale::Pixels => 255.0,
+                    InputScale::Standard if *std > 0.0 => 1.0 / std,
+                    InputScale::Standard => 1.0,
+                };
                 for v in &mut sample[ch * plane..(ch + 1) * plane] {
                     *v = ((f64::from(*v) - mean) * scale) as f32;
                 }
             }
         }
+    }
+}
+
+/// How samples are scaled before they reach a network; stored in model files, so that every
+/// command feeds a model what it was trained on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum InputScale {
+    /// Zero mean and unit variance per channel (the training set's statistics).
+    #[default]
+    Standard,
+    /// The channel's mean subtracted from 0-255 pixel values: Caffe's scale (its CIFAR-10
+    /// examples subtract a mean image), which Caffe's cifar10_quick solver settings (conv1
+    /// filler std 1e-4, lr 0.001) are tuned to.
+    Pixels,
+}
+
+impl InputScale {
+    /// The name used on the command line and in model files: `standard` or `pixels`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Standard => "standard",
+            Self::Pixels => "pixels",
+        }
+    }
+
+    /// The scale named `name` (see [`InputScale::name`]).
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Standard, Self::Pixels]
+            .into_iter()
+            .find(|s| s.name() == name)
     }
 }
 
