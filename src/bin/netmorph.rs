@@ -42,7 +42,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train a small network on generated data, morph it exactly, keep training (~15 s).
+    /// Train a small network on generated data, morph it exactly, keep training (~8 s).
     Demo {
         /// Seed for data, initialisation and morphs.
         #[arg(long, default_value_t = 0)]
