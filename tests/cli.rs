@@ -16,6 +16,24 @@ fn run(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `netmorph train` of softmax regression on the first `limit` Fashion-MNIST images into
+/// `out`, with `extra` arguments.
+fn train_mlp(out: &str, limit: &str, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec![
+        "train",
+        "--arch",
+        "mlp()",
+        "--data",
+        "fashion-mnist",
+        "--limit",
+        limit,
+        "--out",
+        out,
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("netmorph-cli-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -37,22 +55,7 @@ fn train_morph_eval_inspect_on_fashion_mnist() {
     let report = dir.join("report.json");
     let p = parent.to_str().unwrap();
     let c = child.to_str().unwrap();
-    let (code, out, err) = run(&[
-        "train",
-        "--arch",
-        "mlp()",
-        "--data",
-        "fashion-mnist",
-        "--limit",
-        "2000",
-        "--epochs",
-        "1",
-        "--lr",
-        "0.001",
-        "--out",
-        p,
-        "--json",
-    ]);
+    let (code, out, err) = train_mlp(p, "2000", &["--epochs", "1", "--lr", "0.001", "--json"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("\"test_accuracy\""), "{out}");
     let (code, out, err) = run(&[
@@ -124,19 +127,7 @@ fn bad_inputs_fail_clearly_without_partial_outputs() {
         "{err}"
     );
     // An operation naming a missing layer.
-    let (code, _, err) = run(&[
-        "train",
-        "--arch",
-        "mlp()",
-        "--data",
-        "fashion-mnist",
-        "--limit",
-        "200",
-        "--epochs",
-        "1",
-        "--out",
-        m,
-    ]);
+    let (code, _, err) = train_mlp(m, "200", &["--epochs", "1"]);
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = run(&["morph", m, "--op", "depth@7,cl=20", "--out", o]);
     assert_ne!(code, 0);
@@ -164,21 +155,7 @@ fn bad_inputs_fail_clearly_without_partial_outputs() {
     assert_ne!(code, 0);
     assert!(err.contains("odd kernel"), "{err}");
     // A schedule that does not parse; resuming from a model that is not a checkpoint.
-    let train = |extra: &[&str]| {
-        let mut args = vec![
-            "train",
-            "--arch",
-            "mlp()",
-            "--data",
-            "fashion-mnist",
-            "--limit",
-            "200",
-            "--out",
-            o,
-        ];
-        args.extend_from_slice(extra);
-        run(&args)
-    };
+    let train = |extra: &[&str]| train_mlp(o, "200", extra);
     let (code, _, err) = train(&["--schedule", "step:0:0.1"]);
     assert_ne!(code, 0);
     assert!(err.contains("step:EVERY:GAMMA"), "{err}");
@@ -383,24 +360,16 @@ fn the_input_scale_travels_with_the_model() {
     let child = dir.join("child.safetensors");
     let m = model.to_str().unwrap();
     let data = ["--data", "fashion-mnist"];
-    let (code, out, err) = run(&[
-        "train",
-        "--arch",
-        "mlp()",
-        data[0],
-        data[1],
-        "--limit",
-        "500",
+    let extra = [
         "--epochs",
         "1",
         "--lr",
         "0.00001",
         "--input-scale",
         "pixels",
-        "--out",
-        m,
         "--json",
-    ]);
+    ];
+    let (code, out, err) = train_mlp(m, "500", &extra);
     assert_eq!(code, 0, "{err}");
     let trained = out
         .lines()
