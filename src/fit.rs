@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use netmorph_core::train::{combine, softmax_cross_entropy, Sgd, SgdConfig, TrainError};
-use netmorph_core::{LayerPath, Network, Rng, Scalar, Tensor};
+use netmorph_core::{Gradients, LayerPath, Network, Rng, Scalar, Tensor};
 
 use crate::data::{augment, Augment, Dataset};
 
@@ -210,6 +210,33 @@ pub fn fit<T: Scalar>(
     Ok((stats, Outcome::Finished))
 }
 
+/// Mean loss, mean gradients and sample count of one part of a batch.
+type PartMean<T> = (f64, Gradients<T>, usize);
+
+/// The sample-weighted mean of parts' mean losses and gradients, merged as they come (`None`
+/// without parts).
+///
+/// # Errors
+/// The first part's error; [`TrainError::Structure`] for gradients of different networks.
+fn weighted_mean<T: Scalar>(
+    parts: impl Iterator<Item = Result<PartMean<T>, TrainError>>,
+) -> Result<Option<PartMean<T>>, TrainError> {
+    let mut mean: Option<PartMean<T>> = None;
+    for part in parts {
+        let (l, g, m) = part?;
+        mean = Some(match mean {
+            None => (l, g, m),
+            Some((loss, mut grads, n)) => {
+                let total = (n + m) as f64;
+                let (wa, wb) = (n as f64 / total, m as f64 / total);
+                combine(&mut grads, &g, T::of_f64(wa), T::of_f64(wb))?;
+                (loss * wa + l * wb, grads, n + m)
+            }
+        });
+    }
+    Ok(mean)
+}
+
 /// Activation values one forward and backward pass inside [`step`] aims to hold per layer:
 /// 2 MiB of f32, about what a core's share of the caches keeps between one layer's output
 /// and the next layer's read.
@@ -263,27 +290,12 @@ pub fn step<T: Scalar>(
             .map_err(TrainError::Net)?;
         Ok::<_, TrainError>((loss, grads))
     };
-    // A slice's mean loss and gradients, and its size.
+    // A slice's mean loss and gradients, and its size (`None` for an empty slice).
     let work = |&(i, ys): &(usize, &[usize])| {
-        let mut passes = ys.chunks(chunk).enumerate();
-        let Some((_, first)) = passes.next() else {
-            return Err(TrainError::Labels {
-                samples: 0,
-                labels: 0,
-                classes: 0,
-            });
-        };
-        let (mut loss, mut grads) = pass(i * per, first)?;
-        let mut m = first.len();
-        for (j, ys) in passes {
-            let (l, g) = pass(i * per + j * chunk, ys)?;
-            let total = (m + ys.len()) as f64;
-            let (wa, wb) = (m as f64 / total, ys.len() as f64 / total);
-            combine(&mut grads, &g, T::of_f64(wa), T::of_f64(wb))?;
-            loss = loss * wa + l * wb;
-            m += ys.len();
-        }
-        Ok((loss, grads, m))
+        let passes = ys.chunks(chunk).enumerate();
+        weighted_mean(passes.map(|(j, ys)| {
+            pass(i * per + j * chunk, ys).map(|(loss, grads)| (loss, grads, ys.len()))
+        }))
     };
     // The calling thread takes the first slice and rayon's pool the others: its threads stay
     // between steps (spawning threads every step cost more than a small network's whole
@@ -300,28 +312,14 @@ pub fn step<T: Scalar>(
             *slot = Some(work(part));
         }
     });
-    let n = labels.len().max(1) as f64;
-    let mut parts = results.into_iter().flatten();
-    let (loss0, mut grads, m0) = match parts.next() {
-        Some(r) => r?,
-        None => {
-            return Err(TrainError::Labels {
-                samples: x.n,
-                labels: 0,
-                classes: 0,
-            })
-        }
+    let slices = results.into_iter().flatten().filter_map(Result::transpose);
+    let Some((loss, grads, _)) = weighted_mean(slices)? else {
+        return Err(TrainError::Labels {
+            samples: x.n,
+            labels: 0,
+            classes: 0,
+        });
     };
-    let mut loss = loss0 * m0 as f64 / n;
-    // g = sum_i (m_i / n) g_i: the first part takes its share when the second is added.
-    let mut first_weight = T::of_f64(m0 as f64 / n);
-    for r in parts {
-        let (l, g, m) = r?;
-        let share = m as f64 / n;
-        combine(&mut grads, &g, first_weight, T::of_f64(share))?;
-        first_weight = T::one();
-        loss += l * share;
-    }
     sgd.step(net, &grads)?;
     Ok(loss)
 }

@@ -20,7 +20,8 @@ mod tensor;
 pub mod train;
 
 pub use net::{
-    ActKind, Conv2d, Kernel, Layer, LayerPath, NetError, Network, PActivation, Pool, Shape,
+    ActKind, Conv2d, Gradients, Kernel, Layer, LayerPath, NetError, Network, PActivation, Pool,
+    Shape, Trace,
 };
 pub use rng::Rng;
 pub use scalar::Scalar;
