@@ -3,8 +3,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use netmorph_core::net::Gradients;
 use netmorph_core::train::{combine, softmax_cross_entropy, Sgd, SgdConfig, TrainError};
-use netmorph_core::{Gradients, LayerPath, Network, Rng, Scalar, Tensor};
+use netmorph_core::{LayerPath, Network, Rng, Scalar, Tensor};
 
 use crate::data::{augment, Augment, Dataset};
 

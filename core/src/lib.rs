@@ -20,8 +20,7 @@ mod tensor;
 pub mod train;
 
 pub use net::{
-    ActKind, Conv2d, Gradients, Kernel, Layer, LayerPath, NetError, Network, PActivation, Pool,
-    Shape, Trace,
+    ActKind, Conv2d, Kernel, Layer, LayerPath, NetError, Network, PActivation, Pool, Shape,
 };
 pub use rng::Rng;
 pub use scalar::Scalar;
