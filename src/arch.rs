@@ -73,6 +73,11 @@ impl fmt::Display for ArchError {
 
 impl std::error::Error for ArchError {}
 
+/// Most layers a spec may describe (convolutions, or hidden layers of an MLP). The paper's
+/// deepest network has 8 convolutions; the bound keeps a typo such as `x999999999` from
+/// reserving memory for a billion layers while parsing.
+pub const MAX_LAYERS: usize = 1024;
+
 struct Parser<'a> {
     s: &'a [u8],
     i: usize,
@@ -133,10 +138,25 @@ impl Parser<'_> {
         self.expect(b':', "`:` between kernel size and channels")?;
         let mut c = self.number("a channel count >= 1")?;
         if self.eat(b'x') {
-            c *= self.number("a channel multiplier >= 1")?;
+            let at = self.i;
+            c = c
+                .checked_mul(self.number("a channel multiplier >= 1")?)
+                .ok_or(ArchError {
+                    at,
+                    expected: "a channel count times multiplier that fits in 64 bits",
+                })?;
         }
         self.expect(b')', "`)`")?;
         Ok(ConvLayer { k, c })
+    }
+    /// Counts `more` layers (`None`: overflowed) into `total`, refusing more than
+    /// [`MAX_LAYERS`].
+    fn room(&self, more: Option<usize>, total: &mut usize) -> Result<(), ArchError> {
+        *total = more
+            .and_then(|m| total.checked_add(m))
+            .filter(|t| *t <= MAX_LAYERS)
+            .ok_or_else(|| self.err("at most 1024 convolutions in all (fewer repetitions)"))?;
+        Ok(())
     }
     fn repeat(&mut self) -> Result<usize, ArchError> {
         if self.eat(b'x') {
@@ -173,6 +193,9 @@ pub fn parse(spec: &str) -> Result<Arch, ArchError> {
         let mut hidden = Vec::new();
         if !p.eat(b')') {
             loop {
+                if hidden.len() == MAX_LAYERS {
+                    return Err(p.err("at most 1024 hidden layers"));
+                }
                 hidden.push(p.number("a hidden width >= 1")?);
                 if p.eat(b')') {
                     break;
@@ -188,6 +211,7 @@ pub fn parse(spec: &str) -> Result<Arch, ArchError> {
         };
     }
     let mut subnets: Vec<Vec<ConvLayer>> = Vec::new();
+    let mut layers = 0usize;
     loop {
         p.skip_ws();
         if p.i == p.s.len() {
@@ -199,10 +223,12 @@ pub fn parse(spec: &str) -> Result<Arch, ArchError> {
                 group.push(p.layer()?);
             }
             let n = p.repeat()?;
+            p.room(n.checked_mul(group.len()), &mut layers)?;
             subnets.extend(std::iter::repeat_n(group, n));
         } else {
             let layer = p.layer()?;
             let n = p.repeat()?;
+            p.room(Some(n), &mut layers)?;
             for _ in 0..n {
                 match subnets.last_mut() {
                     Some(last) if layer.k == 1 => last.push(layer),
@@ -227,86 +253,212 @@ fn gaussian<T: Scalar>(out: usize, inp: usize, k: usize, std: f64, rng: &mut Rng
     kern
 }
 
+/// A layer of a spec before its weights are drawn.
+enum Planned {
+    /// Weights `[out, inp, k, k]` drawn with standard deviation `std`; `k = 0` for dense.
+    Linear {
+        out: usize,
+        inp: usize,
+        k: usize,
+        std: f64,
+    },
+    MaxPool,
+    AvgPool,
+    Relu(usize),
+    Flatten,
+}
+
+/// Parameters of planned layers (`None` on overflow).
+fn count(plan: &[Planned]) -> Option<usize> {
+    plan.iter().try_fold(0usize, |total, l| {
+        let n = match *l {
+            Planned::Linear { out, inp, k, .. } => {
+                let k = k.max(1);
+                out.checked_mul(inp)?
+                    .checked_mul(k.checked_mul(k)?)?
+                    .checked_add(out)?
+            }
+            Planned::Relu(c) => c,
+            Planned::MaxPool | Planned::AvgPool | Planned::Flatten => 0,
+        };
+        total.checked_add(n)
+    })
+}
+
+/// Caffe's cifar10_quick pooling: 3 x 3 windows, stride 2, ceil output size.
+const POOL: Pool = Pool {
+    k: 3,
+    stride: 2,
+    ceil: true,
+};
+
 impl Arch {
-    /// Builds the network for `input` samples and `classes` outputs with the template above.
-    ///
-    /// # Errors
-    /// [`NetError`] if the input is too small for the pooling windows.
-    pub fn build<T: Scalar>(
-        &self,
-        input: Shape,
-        classes: usize,
-        rng: &mut Rng,
-    ) -> Result<Network<T>, NetError> {
+    /// The layers of the template for `input` samples and `classes` outputs, without
+    /// weights; `None` if a size overflows.
+    fn plan(&self, input: Shape, classes: usize) -> Option<Vec<Planned>> {
         let mut layers = Vec::new();
-        let relu = |c: usize| Layer::Activation(PActivation::plain(ActKind::Relu, c));
+        let fan_in = |width: usize| 1.0 / (width as f64).sqrt();
+        let pooled = |s: Shape| {
+            Shape::image(
+                s.c,
+                POOL.out_len(s.h).unwrap_or(0),
+                POOL.out_len(s.w).unwrap_or(0),
+            )
+        };
         let mut s = input;
+        let mut width = input.c.checked_mul(input.h)?.checked_mul(input.w)?;
         match self {
             Self::Mlp(hidden) => {
-                layers.push(Layer::Flatten);
-                let mut width = input.len();
+                layers.push(Planned::Flatten);
                 for &h in hidden {
-                    layers.push(Layer::Dense(gaussian(
-                        h,
-                        width,
-                        1,
-                        1.0 / (width as f64).sqrt(),
-                        rng,
-                    )));
-                    layers.push(relu(h));
+                    let std = fan_in(width);
+                    layers.push(Planned::Linear {
+                        out: h,
+                        inp: width,
+                        k: 0,
+                        std,
+                    });
+                    layers.push(Planned::Relu(h));
                     width = h;
                 }
-                layers.push(Layer::Dense(gaussian(
-                    classes,
-                    width,
-                    1,
-                    1.0 / (width as f64).sqrt(),
-                    rng,
-                )));
+                let std = fan_in(width);
+                layers.push(Planned::Linear {
+                    out: classes,
+                    inp: width,
+                    k: 0,
+                    std,
+                });
             }
             Self::Conv(subnets) => {
-                let pool = Pool {
-                    k: 3,
-                    stride: 2,
-                    ceil: true,
-                };
-                let last = subnets.len() - 1;
+                let last = subnets.len().saturating_sub(1);
                 let mut first = true;
                 for (si, subnet) in subnets.iter().enumerate() {
                     for (li, l) in subnet.iter().enumerate() {
                         let std = if first { 1e-4 } else { 0.01 };
                         first = false;
-                        layers.push(Layer::Conv2d(Conv2d {
-                            kernel: gaussian(l.c, s.c, l.k, std, rng),
-                            stride: 1,
-                            pad: l.k / 2,
-                        }));
+                        layers.push(Planned::Linear {
+                            out: l.c,
+                            inp: s.c,
+                            k: l.k,
+                            std,
+                        });
                         s = Shape::image(l.c, s.h, s.w);
                         let end_of_subnet = li + 1 == subnet.len();
                         if si == 0 && end_of_subnet {
-                            layers.push(Layer::MaxPool2d(pool));
-                            s = Shape::image(
-                                s.c,
-                                pool.out_len(s.h).unwrap_or(0),
-                                pool.out_len(s.w).unwrap_or(0),
-                            );
+                            layers.push(Planned::MaxPool);
+                            s = pooled(s);
                         }
-                        layers.push(relu(l.c));
+                        layers.push(Planned::Relu(l.c));
                         if end_of_subnet && si > 0 && (si == 1 || si == last) {
-                            layers.push(Layer::AvgPool2d(pool));
-                            s = Shape::image(
-                                s.c,
-                                pool.out_len(s.h).unwrap_or(0),
-                                pool.out_len(s.w).unwrap_or(0),
-                            );
+                            layers.push(Planned::AvgPool);
+                            s = pooled(s);
                         }
                     }
                 }
-                layers.push(Layer::Flatten);
-                layers.push(Layer::Dense(gaussian(64, s.len(), 1, 0.1, rng)));
-                layers.push(Layer::Dense(gaussian(classes, 64, 1, 0.1, rng)));
+                let flat = s.c.checked_mul(s.h)?.checked_mul(s.w)?;
+                layers.push(Planned::Flatten);
+                layers.push(Planned::Linear {
+                    out: 64,
+                    inp: flat,
+                    k: 0,
+                    std: 0.1,
+                });
+                layers.push(Planned::Linear {
+                    out: classes,
+                    inp: 64,
+                    k: 0,
+                    std: 0.1,
+                });
             }
         }
-        Network::new(input, layers)
+        Some(layers)
+    }
+
+    /// Parameters of the network [`Arch::build`] makes for `input` samples and `classes`
+    /// outputs, computed without building it (`None` if the count overflows `usize`): what
+    /// a caller checks against its memory before building.
+    ///
+    /// # Examples
+    /// ```
+    /// use netmorph::arch::parse;
+    /// use netmorph::{Rng, Shape};
+    /// let mlp = parse("mlp(50)").unwrap();
+    /// assert_eq!(mlp.param_count(Shape::image(1, 28, 28), 10), Some(784 * 50 + 50 + 50 + 50 * 10 + 10));
+    /// assert_eq!(parse("mlp(18446744073709551615)").unwrap().param_count(Shape::image(1, 28, 28), 10), None);
+    /// let quick = parse("(5:32)(5:32)(5:64)").unwrap();
+    /// let net = quick.build::<f32>(Shape::image(3, 32, 32), 10, &mut Rng::seed(0)).unwrap();
+    /// assert_eq!(quick.param_count(Shape::image(3, 32, 32), 10), Some(net.param_count()));
+    /// ```
+    pub fn param_count(&self, input: Shape, classes: usize) -> Option<usize> {
+        count(&self.plan(input, classes)?)
+    }
+
+    /// Builds the network for `input` samples and `classes` outputs with the template above.
+    /// Its size is the caller's to check first ([`Arch::param_count`]).
+    ///
+    /// # Errors
+    /// [`BuildError`] if a size overflows or the input is too small for the pooling windows.
+    pub fn build<T: Scalar>(
+        &self,
+        input: Shape,
+        classes: usize,
+        rng: &mut Rng,
+    ) -> Result<Network<T>, BuildError> {
+        let plan = self
+            .plan(input, classes)
+            .filter(|p| count(p).is_some())
+            .ok_or(BuildError::Overflow)?;
+        let layers = plan
+            .into_iter()
+            .map(|l| match l {
+                Planned::Linear {
+                    out,
+                    inp,
+                    k: 0,
+                    std,
+                } => Layer::Dense(gaussian(out, inp, 1, std, rng)),
+                Planned::Linear { out, inp, k, std } => Layer::Conv2d(Conv2d {
+                    kernel: gaussian(out, inp, k, std, rng),
+                    stride: 1,
+                    pad: k / 2,
+                }),
+                Planned::MaxPool => Layer::MaxPool2d(POOL),
+                Planned::AvgPool => Layer::AvgPool2d(POOL),
+                Planned::Relu(c) => Layer::Activation(PActivation::plain(ActKind::Relu, c)),
+                Planned::Flatten => Layer::Flatten,
+            })
+            .collect();
+        Network::new(input, layers).map_err(BuildError::Net)
+    }
+}
+
+/// Why [`Arch::build`] cannot make a network.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The parameter count overflows `usize`.
+    Overflow,
+    /// The layers do not fit the input (too small for the pooling windows).
+    Net(NetError),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Overflow => write!(
+                f,
+                "the architecture's parameter count overflows 64 bits; use fewer or narrower layers"
+            ),
+            Self::Net(e) => write!(f, "the architecture does not fit the data: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Net(e) => Some(e),
+            Self::Overflow => None,
+        }
     }
 }

@@ -98,15 +98,17 @@ pub fn save<T: Scalar>(
     save_checkpoint(net, meta, state.sgd.velocity(), path).map_err(CheckpointError::File)
 }
 
-/// Reads a checkpoint for a run with `config` (its optimiser settings apply from here on;
-/// its seed and batch size must be the checkpoint's).
+/// Reads a checkpoint for a run with `config` over `steps` steps per epoch (its optimiser
+/// settings apply from here on; its seed and batch size must be the checkpoint's).
 ///
 /// # Errors
-/// [`CheckpointError`]: unreadable file, a plain model, malformed state, or a seed or batch
-/// size that differs from the checkpoint's.
+/// [`CheckpointError`]: unreadable file, a plain model, malformed state (an epoch past the
+/// run's, a step past the epoch's, an iteration that does not match them, a non-finite loss),
+/// or a seed or batch size that differs from the checkpoint's.
 pub fn load<T: Scalar>(
     path: &Path,
     config: &FitConfig,
+    steps: usize,
 ) -> Result<(ScaledNetwork<T>, TrainState<T>), CheckpointError> {
     let (net, meta, momentum) = load_checkpoint(path).map_err(CheckpointError::File)?;
     let bad = |reason: String| CheckpointError::State {
@@ -116,10 +118,13 @@ pub fn load<T: Scalar>(
     let number = |key: &str| {
         meta[key]
             .as_u64()
+            .and_then(|v| usize::try_from(v).ok())
             .ok_or_else(|| bad(format!("`{key}` missing or not a number")))
     };
     for (what, given) in [("seed", config.seed), ("batch", config.batch as u64)] {
-        let saved = number(what)?;
+        let saved = meta[what]
+            .as_u64()
+            .ok_or_else(|| bad(format!("`{what}` missing or not a number")))?;
         if saved != given {
             return Err(CheckpointError::Mismatch {
                 path: path.to_path_buf(),
@@ -134,11 +139,27 @@ pub fn load<T: Scalar>(
         .and_then(|s| u64::from_str_radix(s, 16).ok())
         .map(f64::from_bits)
         .ok_or_else(|| bad("`loss_sum_bits` missing or not hexadecimal".into()))?;
+    let (epoch, step, iteration) = (number("epoch")?, number("step")?, number("iteration")?);
+    if epoch > config.epochs {
+        return Err(bad(format!(
+            "it is at epoch {epoch}, past this run's {} epochs; pass the --epochs of the interrupted run",
+            config.epochs
+        )));
+    }
+    if step > steps || epoch.checked_mul(steps).and_then(|e| e.checked_add(step)) != Some(iteration)
+    {
+        return Err(bad(format!(
+            "epoch {epoch}, step {step} and iteration {iteration} do not fit {steps} steps per epoch; pass the same --data, --limit and --batch as the interrupted run"
+        )));
+    }
+    if !(loss_sum.is_finite() && loss_sum >= 0.0) {
+        return Err(bad(format!("the epoch's loss sum is {loss_sum}")));
+    }
     let state = TrainState {
-        epoch: number("epoch")? as usize,
-        step: number("step")? as usize,
+        epoch,
+        step,
         loss_sum,
-        sgd: Sgd::resume(config.sgd, momentum, number("iteration")? as usize),
+        sgd: Sgd::resume(config.sgd, momentum, iteration),
     };
     Ok((net, state))
 }

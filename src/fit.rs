@@ -139,7 +139,9 @@ fn argmax<T: Scalar>(row: &[T]) -> usize {
         .0
 }
 
-fn cast<T: Scalar>(x: &Tensor<f32>) -> Tensor<T> {
+/// Samples (f32, as data sets hold them) in a network's scalar type `T` (exact: every f32 is
+/// an f64).
+pub fn cast<T: Scalar>(x: &Tensor<f32>) -> Tensor<T> {
     Tensor {
         n: x.n,
         shape: x.shape,
@@ -165,7 +167,8 @@ pub fn fit<T: Scalar>(
     mut progress: impl FnMut(usize, usize, usize, f64),
     mut on_epoch: impl FnMut(&EpochStats),
 ) -> Result<(Vec<EpochStats>, Outcome), TrainError> {
-    let mut stats = Vec::with_capacity(config.epochs.saturating_sub(state.epoch));
+    // Grown per epoch: `epochs` is the user's number and may be huge.
+    let mut stats = Vec::new();
     let batch = config.batch.max(1);
     let steps = train.y.len().div_ceil(batch);
     while state.epoch < config.epochs {

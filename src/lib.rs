@@ -8,9 +8,11 @@
 pub use netmorph_core::*;
 
 pub mod arch;
+pub mod atomic;
 pub mod checkpoint;
 pub mod data;
 pub mod fit;
+pub mod memory;
 pub mod model_file;
 pub mod npy;
 pub mod ops;

@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::data::InputScale;
@@ -276,35 +275,95 @@ pub fn save_scaled<T: Scalar>(
     write_atomic(path, &data)
 }
 
-/// Writes `data` to `path` through a temporary file and a rename. A target that exists
-/// and is not a regular file or a folder (`/dev/null`, a FIFO) is written in place: a rename
-/// would replace the device with a file.
+/// [`crate::atomic::write_atomic`], its error naming `path`.
+fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ModelFileError> {
+    crate::atomic::write_atomic(path, data).map_err(|source| ModelFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The floating-point type a model file stores its network in (its `dtype` field).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    /// `f32`.
+    F32,
+    /// `f64`.
+    F64,
+}
+
+impl Precision {
+    /// `f32` or `f64`, as in model files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => f32::NAME,
+            Self::F64 => f64::NAME,
+        }
+    }
+
+    /// The precision named `name` (see [`Precision::name`]).
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::F32, Self::F64]
+            .into_iter()
+            .find(|p| p.name() == name)
+    }
+}
+
+/// Largest safetensors header read (the safetensors crate's own limit).
+const MAX_HEADER: u64 = 100_000_000;
+
+/// The precision of the network in the model file or checkpoint at `path`, read from its
+/// header alone, so that a command can load it as what it is (an f64 model stays f64).
 ///
 /// # Errors
-/// [`ModelFileError::Io`]; no temporary file survives an error.
-pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ModelFileError> {
+/// [`ModelFileError`] for an unreadable file, a corrupt header or a missing or unknown
+/// `dtype`.
+pub fn precision(path: &Path) -> Result<Precision, ModelFileError> {
+    use std::io::Read;
     let io = |source| ModelFileError::Io {
         path: path.to_path_buf(),
         source,
     };
-    if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
-        return std::fs::write(path, data).map_err(io);
+    let corrupt = |reason: String| ModelFileError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len)
+        .map_err(|e| corrupt(format!("no header length: {e}")))?;
+    let len = u64::from_le_bytes(len);
+    if len > MAX_HEADER {
+        return Err(corrupt(format!(
+            "header length {len} exceeds {MAX_HEADER} bytes"
+        )));
     }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io)
+    let mut header = Vec::new();
+    file.take(len).read_to_end(&mut header).map_err(io)?;
+    let header: Value =
+        serde_json::from_slice(&header).map_err(|e| corrupt(format!("header is not JSON: {e}")))?;
+    let arch = header["__metadata__"][METADATA_KEY]
+        .as_str()
+        .ok_or_else(|| ModelFileError::Architecture {
+            path: path.to_path_buf(),
+            reason: format!("no `{METADATA_KEY}` metadata entry"),
+        })?;
+    let arch: Value = serde_json::from_str(arch).map_err(|e| ModelFileError::Architecture {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    stored_precision(&arch).map_err(|reason| ModelFileError::Architecture {
+        path: path.to_path_buf(),
+        reason,
+    })
+}
+
+/// The `dtype` field of an architecture JSON.
+fn stored_precision(arch: &Value) -> Result<Precision, String> {
+    arch["dtype"]
+        .as_str()
+        .and_then(Precision::parse)
+        .ok_or_else(|| format!("`dtype` is {}, expected \"f32\" or \"f64\"", arch["dtype"]))
 }
 
 /// Reads a network from `path`, converting stored values to `T` (bit-identical when the
@@ -381,6 +440,7 @@ fn parse<T: Scalar>(data: &[u8]) -> Result<ScaledNetwork<T>, ModelFileError> {
             arch["format"]
         )));
     }
+    stored_precision(&arch).map_err(arch_err)?;
     let input = match arch["input"]
         .as_array()
         .map(|v| v.iter().map(Value::as_u64).collect::<Option<Vec<_>>>())

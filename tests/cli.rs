@@ -79,29 +79,27 @@ fn train_morph_eval_inspect_on_fashion_mnist() {
         json.contains("\"op\":\"depth\"") && json.contains("\"max_rel_deviation\""),
         "{json}"
     );
-    // Parent and child score the same on the test set.
-    let (_, parent_eval, _) = run(&["eval", p, "--data", "fashion-mnist"]);
-    let (_, child_eval, _) = run(&["eval", c, "--data", "fashion-mnist"]);
-    let acc = |s: &str| {
-        s.split("accuracy ")
+    // Parent and child both evaluate, and score the same on the test set.
+    let eval = |model: &str| {
+        let (code, out, err) = run(&["eval", model, "--data", "fashion-mnist"]);
+        assert_eq!(code, 0, "eval {model}: {err}");
+        // "... accuracy 81.23% ...": the percentage, as printed.
+        let acc = out
+            .split("accuracy ")
             .nth(1)
-            .map(|t| t.split('%').next().unwrap_or("").to_string())
+            .and_then(|t| t.split_once('%'))
+            .map(|(pct, _)| pct.to_string());
+        acc.unwrap_or_else(|| panic!("eval {model} printed no accuracy: {out}"))
     };
-    assert_eq!(
-        acc(&parent_eval),
-        acc(&child_eval),
-        "{parent_eval} / {child_eval}"
-    );
-    let (code, out, _) = run(&["eval", c, "--data", "fashion-mnist", "--json"]);
-    assert_eq!(code, 0);
+    let (parent_acc, child_acc) = (eval(p), eval(c));
+    assert!(parent_acc.parse::<f64>().is_ok(), "{parent_acc}");
+    assert_eq!(parent_acc, child_acc);
+    let (code, out, err) = run(&["eval", c, "--data", "fashion-mnist", "--json"]);
+    assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["images"], 10000, "{out}");
-    let child_acc = v["test_accuracy"].as_f64().unwrap();
-    assert_eq!(
-        format!("{:.2}", 100.0 * child_acc),
-        acc(&child_eval).unwrap(),
-        "{out}"
-    );
+    let json_acc = v["test_accuracy"].as_f64().unwrap();
+    assert_eq!(format!("{:.2}", 100.0 * json_acc), child_acc, "{out}");
     let (code, out, _) = run(&["inspect", c, "--json"]);
     assert_eq!(code, 0);
     assert!(
@@ -245,7 +243,7 @@ fn predict_reads_and_writes_npy() {
     let (x, y) = (dir.join("x.npy"), dir.join("y.npy"));
     std::fs::write(
         &x,
-        netmorph::npy::to_bytes(&[2, 3], &[1.0, 0.0, 2.0, -1.0, 4.0, 1.0], true),
+        netmorph::npy::to_bytes(&[2, 3], &[1.0f64, 0.0, 2.0, -1.0, 4.0, 1.0]),
     )
     .unwrap();
     let (code, _, err) = run(&[
@@ -259,10 +257,13 @@ fn predict_reads_and_writes_npy() {
     assert_eq!(code, 0, "{err}");
     let out = netmorph::npy::read(&y).unwrap();
     assert_eq!(out.shape, vec![2, 2]);
-    assert!(out.f32);
-    assert_eq!(out.data, vec![7.25, -1.5, 10.25, 2.5]);
+    // An f32 model computes and writes f32, whatever the input's precision.
+    assert_eq!(
+        out.values,
+        netmorph::npy::Values::F32(vec![7.25, -1.5, 10.25, 2.5])
+    );
     // A batch of the wrong width.
-    std::fs::write(&x, netmorph::npy::to_bytes(&[2, 2], &[0.0; 4], false)).unwrap();
+    std::fs::write(&x, netmorph::npy::to_bytes(&[2, 2], &[0.0f32; 4])).unwrap();
     let (code, _, err) = run(&[
         "predict",
         model.to_str().unwrap(),

@@ -1,16 +1,19 @@
 //! Every invalid morph request returns a typed error whose message says what to do, and no
 //! request, however wrong, panics.
 
-use netmorph::morph::baseline::id_morph;
+use netmorph::morph::baseline::{id_morph, net2wider};
 use netmorph::morph::depth::{deepen, DepthParams};
 use netmorph::morph::kernel::grow_kernel;
 use netmorph::morph::plan::MorphOp;
 use netmorph::morph::subnet::{SequentialParams, Split, StackedParams};
-use netmorph::morph::width::widen;
+use netmorph::morph::width::{consumer, widen};
 use netmorph::morph::MorphError;
-use netmorph::solve::algorithm::{Algorithm, SolveError};
-use netmorph::{ActKind, Conv2d, Kernel, Layer, LayerPath, Network, PActivation, Rng, Shape};
-use netmorph_verify::strategies::network;
+use netmorph::solve::algorithm::{std_dev, Algorithm, SolveError};
+use netmorph::{
+    ActKind, Conv2d, Kernel, Layer, LayerPath, Network, PActivation, Rng, Shape, Tensor,
+};
+use netmorph_verify::strategies::{linear_layers, network};
+use netmorph_verify::tolerance::PRESERVE_F64;
 use proptest::prelude::*;
 
 /// conv 3x3:4 (stride 1) -> tanh -> conv 3x3:4 (stride 2) -> flatten -> dense 2.
@@ -64,6 +67,14 @@ fn narrower_width_is_refused() {
 fn even_or_smaller_kernels_are_refused() {
     let net = small();
     let e = grow_kernel(&net, &LayerPath::top(0), 4).unwrap_err();
+    assert_eq!(
+        e,
+        MorphError::KernelSize {
+            layer: LayerPath::top(0),
+            current: 3,
+            requested: 4
+        }
+    );
     says(&e, &["grow by an even amount", "5"]);
     assert!(matches!(
         grow_kernel(&net, &LayerPath::top(0), 1),
@@ -109,9 +120,25 @@ fn bad_positions_are_refused() {
         &mut Rng::seed(0),
     )
     .unwrap_err();
+    assert_eq!(
+        e,
+        MorphError::NotMorphable {
+            layer: LayerPath::top(1),
+            found: "activation",
+            op: "depth"
+        }
+    );
     says(&e, &["activation", "dense or conv2d"]);
     let e = grow_kernel(&net, &LayerPath::top(4), 3).unwrap_err();
-    says(&e, &["dense", "conv2d"]);
+    assert_eq!(
+        e,
+        MorphError::NotMorphable {
+            layer: LayerPath::top(4),
+            found: "dense",
+            op: "kernel"
+        }
+    );
+    says(&e, &["a dense layer", "pick a conv2d layer"]);
     let e = widen(&net, &LayerPath::top(4), 5, &mut Rng::seed(0)).unwrap_err();
     assert_eq!(
         e,
@@ -275,22 +302,162 @@ fn any_op() -> impl Strategy<Value = MorphOp> {
     ]
 }
 
+/// Whether `op` may refuse with `e`: the variants its documentation lists. Every operation
+/// locates a dense or convolution layer first (no such layer, another type, NaN weights) and
+/// sizes its child (too large to count or to allocate).
+fn may_refuse(op: &MorphOp, e: &MorphError) -> bool {
+    use MorphError as E;
+    let common = matches!(
+        e,
+        E::NoSuchLayer { .. }
+            | E::NotMorphable { .. }
+            | E::NonFinite { .. }
+            | E::TooLarge { .. }
+            | E::Alloc { .. }
+    );
+    common
+        || match op {
+            MorphOp::Depth { .. }
+            | MorphOp::InsertIdentity { .. }
+            | MorphOp::Sequential { .. }
+            | MorphOp::Stacked { .. } => matches!(
+                e,
+                E::InvalidParameter { .. }
+                    | E::KernelNotOdd { .. }
+                    | E::Strided { .. }
+                    | E::Solve { .. }
+                    | E::TooManyBranches { .. }
+            ),
+            MorphOp::Width { .. } => matches!(e, E::Narrower { .. } | E::NoConsumer { .. }),
+            MorphOp::Net2Wider { .. } => matches!(
+                e,
+                E::Narrower { .. } | E::NoConsumer { .. } | E::InvalidParameter { .. }
+            ),
+            MorphOp::Kernel { .. } => {
+                matches!(e, E::KernelSize { .. } | E::KernelBeyondInput { .. })
+            }
+            MorphOp::IdMorph { .. } => matches!(
+                e,
+                E::KernelNotOdd { .. } | E::NotIdempotent { .. } | E::KernelBeyondInput { .. }
+            ),
+        }
+}
+
+/// What a refusal must name: its layer, or the bytes it could not allocate; `None` for
+/// [`MorphError::Net`], which reports a bug rather than refusing a request.
+fn refusal_subject(e: &MorphError) -> Option<String> {
+    use MorphError as E;
+    match e {
+        E::NoSuchLayer { layer }
+        | E::NotMorphable { layer, .. }
+        | E::Narrower { layer, .. }
+        | E::KernelSize { layer, .. }
+        | E::KernelNotOdd { layer, .. }
+        | E::InvalidParameter { layer, .. }
+        | E::Strided { layer, .. }
+        | E::NoConsumer { layer }
+        | E::NotIdempotent { layer, .. }
+        | E::NonFinite { layer }
+        | E::Solve { layer, .. }
+        | E::TooLarge { layer, .. }
+        | E::KernelBeyondInput { layer, .. }
+        | E::TooManyBranches { layer, .. } => Some(layer.to_string()),
+        E::Alloc { bytes } => Some(bytes.to_string()),
+        _ => None,
+    }
+}
+
+/// A refusal is one `op` documents, names its subject in a sentence (not `Debug`), and is not
+/// the "report this as a bug" error.
+fn check_refusal(op: &MorphOp, e: &MorphError) -> Result<(), TestCaseError> {
+    let msg = e.to_string();
+    prop_assert!(may_refuse(op, e), "{:?} refused with {:?}: {}", op, e, msg);
+    match refusal_subject(e) {
+        Some(subject) => prop_assert!(msg.contains(&subject), "{} lacks {}", msg, subject),
+        None => prop_assert!(false, "{:?}: {}", op, msg),
+    }
+    prop_assert!(msg != format!("{e:?}"), "{}", msg);
+    Ok(())
+}
+
+/// Noise draws beyond this many standard deviations do not occur in any realistic number of
+/// cases (`P(|N(0, 1)| > 8) < 2e-15`).
+const NOISE_SIGMAS: f64 = 8.0;
+
+/// Noisy Net2WiderNet on `net` succeeded with `noisy`: the same request without noise (same
+/// seed, so the same replicated channels) preserves the function, and the noisy child differs
+/// from it only in the consumer's weights, by at most [`NOISE_SIGMAS`] times `noise` times
+/// the parent consumer's weight deviation.
+fn check_noisy_wider(
+    net: &Network<f64>,
+    noisy: &Network<f64>,
+    (layer, width, noise): (&LayerPath, usize, f64),
+    seed: u64,
+) -> Result<(), TestCaseError> {
+    let (exact, _) = net2wider(net, layer, width, 0.0, &mut Rng::seed(seed))
+        .map_err(|e| TestCaseError::fail(format!("exact Net2Wider failed: {e}")))?;
+    let x = Tensor::random(3, net.input_shape(), &mut Rng::seed(seed));
+    let (d, s) = exact
+        .forward(&x)
+        .unwrap()
+        .max_abs_diff(&net.forward(&x).unwrap());
+    prop_assert!(d <= PRESERVE_F64 * s.max(f64::MIN_POSITIVE), "{:e}", d / s);
+    let consumer = consumer(net, layer).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let parent_w: Vec<f64> = net
+        .get(&consumer)
+        .and_then(Layer::kernel)
+        .map_or(vec![], |k| k.weight.clone());
+    let bound = NOISE_SIGMAS * noise * std_dev(&parent_w);
+    prop_assert_eq!(noisy.param_count(), exact.param_count());
+    for p in linear_layers(&exact) {
+        let (a, b) = (
+            exact.get(&p).and_then(Layer::kernel),
+            noisy.get(&p).and_then(Layer::kernel),
+        );
+        let (Some(a), Some(b)) = (a, b) else {
+            return Err(TestCaseError::fail(format!(
+                "no linear layer {p} in the noisy child"
+            )));
+        };
+        if p != consumer {
+            prop_assert_eq!(a, b, "layer {} differs", p);
+            continue;
+        }
+        prop_assert_eq!((a.out, a.inp, a.k, &a.bias), (b.out, b.inp, b.k, &b.bias));
+        for (u, v) in a.weight.iter().zip(&b.weight) {
+            // The noisy weight is `u + n` rounded once.
+            prop_assert!(
+                (u - v).abs() <= bound + f64::EPSILON * v.abs(),
+                "{} vs {} (bound {})",
+                u,
+                v,
+                bound
+            );
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::default())]
 
-    /// Any request on any network returns `Ok` (and then preserves the function) or a typed
-    /// error with a message; nothing panics.
+    /// Any request on any network returns `Ok` (and then preserves the function, or for
+    /// noisy Net2WiderNet perturbs only what the noise may) or a refusal the operation
+    /// documents; nothing panics.
     #[test]
     fn arbitrary_requests_never_panic(net in network::<f64>(), op in any_op(), seed in any::<u64>()) {
         match op.apply(&net, &mut Rng::seed(seed)) {
             Ok((child, _)) => {
-                let x = netmorph::Tensor::random(3, net.input_shape(), &mut Rng::seed(seed));
-                let (d, s) = child.forward(&x).unwrap().max_abs_diff(&net.forward(&x).unwrap());
-                if op.is_exact() {
-                    prop_assert!(d <= netmorph_verify::tolerance::PRESERVE_F64 * s.max(f64::MIN_POSITIVE), "{:?}: {:e}", op, d / s);
+                if let MorphOp::Net2Wider { layer, width, noise } = &op {
+                    if !op.is_exact() {
+                        return check_noisy_wider(&net, &child, (layer, *width, *noise), seed);
+                    }
                 }
+                let x = Tensor::random(3, net.input_shape(), &mut Rng::seed(seed));
+                let (d, s) = child.forward(&x).unwrap().max_abs_diff(&net.forward(&x).unwrap());
+                prop_assert!(d <= PRESERVE_F64 * s.max(f64::MIN_POSITIVE), "{:?}: {:e}", op, d / s);
             }
-            Err(e) => prop_assert!(!e.to_string().is_empty()),
+            Err(e) => check_refusal(&op, &e)?,
         }
     }
 }

@@ -249,7 +249,7 @@ fn an_interrupted_run_resumed_from_its_checkpoint_ends_bit_identical() {
     assert_eq!((state.epoch, state.step), (1, 3));
     checkpoint::save((&net, InputScale::Pixels), &state, &config, &path).unwrap();
     let ((mut resumed, scale), mut state): ((Network<f64>, _), _) =
-        checkpoint::load(&path, &config).unwrap();
+        checkpoint::load(&path, &config, 8).unwrap();
     assert_eq!(resumed, net, "the checkpoint holds the network bit for bit");
     assert_eq!(scale, InputScale::Pixels, "and the input scale");
     assert_eq!(state.sgd.iteration(), 11);
@@ -261,15 +261,30 @@ fn an_interrupted_run_resumed_from_its_checkpoint_ends_bit_identical() {
     assert_eq!(netmorph::model_file::load::<f64>(&path).unwrap(), net);
     let model = dir.join("model.safetensors");
     netmorph::model_file::save(&net, &model).unwrap();
-    let err = checkpoint::load::<f64>(&model, &config).unwrap_err();
+    let err = checkpoint::load::<f64>(&model, &config, 8).unwrap_err();
     assert!(err.to_string().contains("not a checkpoint"), "{err}");
     // Another batch size would not replay the same sample order.
     let other = netmorph::fit::FitConfig {
         batch: 16,
         ..config
     };
-    let err = checkpoint::load::<f64>(&path, &other).unwrap_err();
+    let err = checkpoint::load::<f64>(&path, &other, 16).unwrap_err();
     assert!(err.to_string().contains("--batch 32"), "{err}");
+    // Steps that do not fit the data, and epochs past the run's, are refused.
+    let err = checkpoint::load::<f64>(&path, &config, 7).unwrap_err();
+    assert!(
+        err.to_string().contains("same --data, --limit and --batch"),
+        "{err}"
+    );
+    let short = netmorph::fit::FitConfig {
+        epochs: 0,
+        ..config
+    };
+    let err = checkpoint::load::<f64>(&path, &short, 8).unwrap_err();
+    assert!(
+        err.to_string().contains("past this run's 0 epochs"),
+        "{err}"
+    );
 }
 
 #[test]

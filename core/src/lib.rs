@@ -11,6 +11,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+mod alloc_try;
 pub mod morph;
 pub mod net;
 mod rng;
@@ -25,3 +26,5 @@ pub use net::{
 pub use rng::Rng;
 pub use scalar::Scalar;
 pub use tensor::Tensor;
+#[cfg(all(test, feature = "std"))]
+mod heap_meter;

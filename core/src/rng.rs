@@ -5,6 +5,8 @@
 
 use alloc::vec::Vec;
 
+use crate::Scalar;
+
 /// xoshiro256++ (Blackman and Vigna), seeded through SplitMix64.
 ///
 /// # Examples
@@ -87,7 +89,16 @@ impl Rng {
 
     /// `n` independent normal samples with standard deviation `std`.
     pub fn normals(&mut self, n: usize, std: f64) -> Vec<f64> {
-        (0..n).map(|_| std * self.normal()).collect()
+        let mut v = alloc::vec![0.0; n];
+        self.fill_normals(&mut v, std);
+        v
+    }
+
+    /// Fills `out` with independent normal samples of standard deviation `std`, rounded to
+    /// `T` (the values [`Rng::normals`] gives, for buffers the caller allocated).
+    pub(crate) fn fill_normals<T: Scalar>(&mut self, out: &mut [T], std: f64) {
+        out.iter_mut()
+            .for_each(|v| *v = T::of_f64(std * self.normal()));
     }
 
     /// `n` independent samples uniform on `[-sqrt(3) std, sqrt(3) std)` (standard deviation
@@ -102,11 +113,16 @@ impl Rng {
     /// A uniformly random permutation of `0..n` (Fisher-Yates).
     pub fn permutation(&mut self, n: usize) -> Vec<usize> {
         let mut p: Vec<usize> = (0..n).collect();
-        for i in (1..n).rev() {
+        self.shuffle(&mut p);
+        p
+    }
+
+    /// Shuffles `p` uniformly (Fisher-Yates; [`Rng::permutation`] shuffles `0..n`).
+    pub(crate) fn shuffle(&mut self, p: &mut [usize]) {
+        for i in (1..p.len()).rev() {
             let j = self.below(i + 1);
             p.swap(i, j);
         }
-        p
     }
 }
 

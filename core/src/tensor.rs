@@ -2,6 +2,7 @@
 
 use alloc::vec::Vec;
 
+use crate::alloc_try::{self, AllocError};
 use crate::net::Shape;
 use crate::{Rng, Scalar};
 
@@ -17,36 +18,93 @@ pub struct Tensor<T> {
 }
 
 impl<T: Scalar> Tensor<T> {
-    /// Wraps `data`; `None` if its length is not `n * shape.len()`.
+    /// Wraps `data`; `None` if its length is not `n * shape.len()` (or that overflows).
+    ///
+    /// # Examples
+    /// ```
+    /// use netmorph_core::{Shape, Tensor};
+    /// assert!(Tensor::new(2, Shape::flat(3), vec![0.0f32; 6]).is_some());
+    /// assert!(Tensor::new(2, Shape::flat(3), vec![0.0f32; 5]).is_none());
+    /// assert!(Tensor::<f32>::new(usize::MAX, Shape::flat(2), vec![]).is_none());
+    /// ```
     pub fn new(n: usize, shape: Shape, data: Vec<T>) -> Option<Self> {
-        (data.len() == n * shape.len()).then_some(Self { n, shape, data })
+        (Self::values(n, shape) == Some(data.len())).then_some(Self { n, shape, data })
     }
 
     /// A batch of zeros.
+    ///
+    /// # Panics
+    /// If `n * shape.len()` overflows or the values cannot be allocated.
+    #[track_caller]
     pub fn zeros(n: usize, shape: Shape) -> Self {
-        Self {
-            n,
-            shape,
-            data: alloc::vec![T::zero(); n * shape.len()],
+        match Self::try_zeros(n, shape) {
+            Ok(t) => t,
+            Err(e) => panic!(
+                "Tensor::zeros needs {} bytes, more than can be allocated",
+                e.bytes
+            ),
         }
     }
 
     /// A batch of standard normal values (non-zero and non-symmetric, the probes that
     /// preservation checks need).
+    ///
+    /// # Panics
+    /// As [`Tensor::zeros`].
+    #[track_caller]
     pub fn random(n: usize, shape: Shape, rng: &mut Rng) -> Self {
-        Self {
-            n,
-            shape,
-            data: (0..n * shape.len())
-                .map(|_| T::of_f64(rng.normal()))
-                .collect(),
-        }
+        let mut t = Self::zeros(n, shape);
+        t.data.iter_mut().for_each(|v| *v = T::of_f64(rng.normal()));
+        t
+    }
+
+    /// `n * shape.len()`, or `None` on overflow.
+    fn values(n: usize, shape: Shape) -> Option<usize> {
+        shape.checked_len()?.checked_mul(n)
+    }
+
+    /// `n * shape.len()`, or an [`AllocError`] of `usize::MAX` bytes on overflow.
+    fn batch_len(n: usize, shape: Shape) -> Result<usize, AllocError> {
+        Self::values(n, shape).ok_or(AllocError { bytes: usize::MAX })
+    }
+
+    /// An empty buffer with room for exactly `n` samples of `shape`.
+    pub(crate) fn buffer(n: usize, shape: Shape) -> Result<Vec<T>, AllocError> {
+        alloc_try::with_capacity(Self::batch_len(n, shape)?)
+    }
+
+    /// [`Tensor::zeros`] that reports a size it cannot allocate.
+    pub(crate) fn try_zeros(n: usize, shape: Shape) -> Result<Self, AllocError> {
+        let data = alloc_try::filled(Self::batch_len(n, shape)?, T::zero())?;
+        Ok(Self { n, shape, data })
+    }
+
+    /// A copy that reports a size it cannot allocate.
+    pub(crate) fn try_clone(&self) -> Result<Self, AllocError> {
+        Ok(Self {
+            n: self.n,
+            shape: self.shape,
+            data: alloc_try::copied(&self.data)?,
+        })
     }
 
     /// Sample `i` as a slice.
+    ///
+    /// # Panics
+    /// If the tensor holds fewer than `i + 1` samples.
+    #[track_caller]
     pub fn sample(&self, i: usize) -> &[T] {
         let len = self.shape.len();
-        &self.data[i * len..(i + 1) * len]
+        let at = i
+            .checked_mul(len)
+            .and_then(|a| Some(a..a.checked_add(len)?));
+        match at.and_then(|r| self.data.get(r)) {
+            Some(s) => s,
+            None => panic!(
+                "Tensor::sample({i}) of a tensor with {} values",
+                self.data.len()
+            ),
+        }
     }
 
     /// `max |self - other|` and `max |other|` over all values, in f64 (the preservation

@@ -26,6 +26,10 @@ pub struct Augment {
 /// ```
 pub fn augment(x: &mut Tensor<f32>, aug: Augment, rng: &mut Rng) {
     let (c, h, w) = (x.shape.c, x.shape.h, x.shape.w);
+    if x.shape.is_empty() {
+        // Nothing to move; also, a chunk size of 0 panics.
+        return;
+    }
     let mut src = vec![0.0f32; x.shape.len()];
     let span = 2 * aug.crop + 1;
     for sample in x.data.chunks_exact_mut(c * h * w) {

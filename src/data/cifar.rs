@@ -21,6 +21,9 @@ pub const CIFAR10_CLASSES: [&str; 10] = [
     "truck",
 ];
 
+/// A sample: 3 channels of 32x32.
+const SHAPE: Shape = Shape::image(3, 32, 32);
+
 const HINT: &str = "point --data at a CIFAR-10 folder: `train/` and `test/` with one sub-folder of JPEGs per class, or the binary batches";
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> DataError + '_ {
@@ -35,9 +38,9 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> DataError + '_ {
 /// scaled to `[0, 1]`, NCHW.
 ///
 /// # Errors
-/// [`DataError`] naming the missing folder or the file that is not a 32x32 RGB JPEG.
+/// [`DataError`] naming the missing folder or the file that is not a 32x32 RGB JPEG;
+/// [`DataError::Invalid`] if the class folders hold no JPEGs.
 pub fn cifar10_jpeg_split(dir: &Path, limit: usize) -> Result<Dataset, DataError> {
-    let shape = Shape::image(3, 32, 32);
     let (mut data, mut y) = (Vec::new(), Vec::new());
     for (label, class) in CIFAR10_CLASSES.iter().enumerate() {
         let folder = dir.join(class);
@@ -74,55 +77,103 @@ pub fn cifar10_jpeg_split(dir: &Path, limit: usize) -> Result<Dataset, DataError
             y.push(label);
         }
     }
-    Ok(Dataset {
+    let set = Dataset {
         x: Tensor {
             n: y.len(),
-            shape,
+            shape: SHAPE,
             data,
         },
         y,
-        classes: 10,
-    })
+        classes: CIFAR10_CLASSES.len(),
+    };
+    set.validate().map_err(|source| DataError::Invalid {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    Ok(set)
 }
 
-/// Reads binary batch files (each record: a label byte, then 1024 red, 1024 green and 1024 blue
-/// bytes).
+/// Bytes of one binary record: a label byte, then 1024 red, 1024 green and 1024 blue bytes
+/// (32x32, row-major).
+pub const CIFAR10_RECORD: usize = 1 + SHAPE.len();
+
+/// Parses the bytes of one binary batch file: whole [`CIFAR10_RECORD`]-byte records, pixels
+/// scaled to `[0, 1]`, NCHW. Not validated: an empty file gives an empty data set.
 ///
 /// # Errors
-/// [`DataError`] naming the missing file or a length that is not a whole number of records.
-pub fn cifar10_binary_split(files: &[PathBuf]) -> Result<Dataset, DataError> {
-    let (mut data, mut y) = (Vec::new(), Vec::new());
-    for file in files {
-        let bytes = std::fs::read(file).map_err(io(file))?;
-        if bytes.len() % 3073 != 0 {
-            return Err(DataError::Malformed {
-                path: file.clone(),
-                reason: format!(
-                    "{} bytes is not a whole number of 3073-byte records",
-                    bytes.len()
-                ),
-            });
+/// The reason, for a length that is not a whole number of records or a label above 9.
+///
+/// # Examples
+/// ```
+/// use netmorph::data::{parse_cifar10_binary, CIFAR10_RECORD};
+/// let mut record = vec![255u8; CIFAR10_RECORD];
+/// record[0] = 7;
+/// let set = parse_cifar10_binary(&record).unwrap();
+/// assert_eq!((set.x.n, set.y, set.x.data[3071]), (1, vec![7], 1.0));
+/// assert!(parse_cifar10_binary(&record[1..]).unwrap_err().contains("3073-byte records"));
+/// ```
+pub fn parse_cifar10_binary(bytes: &[u8]) -> Result<Dataset, String> {
+    if bytes.len() % CIFAR10_RECORD != 0 {
+        return Err(format!(
+            "{} bytes is not a whole number of {CIFAR10_RECORD}-byte records",
+            bytes.len()
+        ));
+    }
+    let records = bytes.chunks_exact(CIFAR10_RECORD);
+    let mut y = Vec::with_capacity(records.len());
+    let mut data = Vec::with_capacity(bytes.len() - records.len());
+    for (i, rec) in records.enumerate() {
+        if usize::from(rec[0]) >= CIFAR10_CLASSES.len() {
+            return Err(format!("record {i} has label {} (classes are 0-9)", rec[0]));
         }
-        for rec in bytes.chunks_exact(3073) {
-            if rec[0] > 9 {
-                return Err(DataError::Malformed {
-                    path: file.clone(),
-                    reason: format!("label {} (classes are 0-9)", rec[0]),
-                });
-            }
-            y.push(usize::from(rec[0]));
-            data.extend(rec[1..].iter().map(|&v| f32::from(v) / 255.0));
-        }
+        y.push(usize::from(rec[0]));
+        data.extend(rec[1..].iter().map(|&v| f32::from(v) / 255.0));
     }
     Ok(Dataset {
         x: Tensor {
             n: y.len(),
-            shape: Shape::image(3, 32, 32),
+            shape: SHAPE,
             data,
         },
         y,
-        classes: 10,
+        classes: CIFAR10_CLASSES.len(),
     })
+}
+
+/// Reads binary batch files (see [`parse_cifar10_binary`]) into one data set.
+///
+/// # Errors
+/// [`DataError`] naming the missing file or a length that is not a whole number of records;
+/// [`DataError::Invalid`] (naming the first file's folder) if the files hold no records.
+pub fn cifar10_binary_split(files: &[PathBuf]) -> Result<Dataset, DataError> {
+    let mut set = Dataset {
+        x: Tensor {
+            n: 0,
+            shape: SHAPE,
+            data: Vec::new(),
+        },
+        y: Vec::new(),
+        classes: CIFAR10_CLASSES.len(),
+    };
+    for file in files {
+        let bytes = std::fs::read(file).map_err(io(file))?;
+        let batch = parse_cifar10_binary(&bytes).map_err(|reason| DataError::Malformed {
+            path: file.clone(),
+            reason,
+        })?;
+        set.x.data.extend(batch.x.data);
+        set.y.extend(batch.y);
+    }
+    set.x.n = set.y.len();
+    let folder = files
+        .first()
+        .and_then(|f| f.parent())
+        .unwrap_or(Path::new("."));
+    set.validate().map_err(|source| DataError::Invalid {
+        path: folder.to_path_buf(),
+        source,
+    })?;
+    Ok(set)
 }
 
 /// CIFAR-10's training and test splits from `dir`: binary batches if `data_batch_1.bin` is

@@ -2,16 +2,18 @@
 
 mod augment;
 mod cifar;
+mod error;
 mod idx;
-
-use std::fmt;
-use std::path::PathBuf;
 
 use netmorph_core::{Shape, Tensor};
 
 pub use augment::{augment, Augment};
-pub use cifar::{cifar10, cifar10_binary_split, cifar10_jpeg_split, CIFAR10_CLASSES};
-pub use idx::{fashion_mnist, read_idx, Idx, FASHION_MNIST_DIR};
+pub use cifar::{
+    cifar10, cifar10_binary_split, cifar10_jpeg_split, parse_cifar10_binary, CIFAR10_CLASSES,
+    CIFAR10_RECORD,
+};
+pub use error::{DataError, DatasetError};
+pub use idx::{fashion_mnist, parse_idx, read_idx, Idx, FASHION_MNIST_DIR};
 
 /// A labelled data set held in memory, NCHW f32.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,21 +27,90 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// The samples at `idx`, in that order.
+    /// Checks that the data set can be trained or evaluated on: at least one sample, samples
+    /// of at least one value, `x` holding exactly `n` samples, one label per sample, at least
+    /// two classes and every label below `classes`. The loaders call it on what they read.
+    ///
+    /// # Errors
+    /// The first [`DatasetError`] found, in that order.
+    ///
+    /// # Examples
+    /// ```
+    /// use netmorph::data::{Dataset, DatasetError};
+    /// use netmorph::{Shape, Tensor};
+    /// let x = Tensor::new(2, Shape::flat(1), vec![0.5f32, 1.0]).unwrap();
+    /// let mut d = Dataset { x, y: vec![0, 1], classes: 2 };
+    /// assert_eq!(d.validate(), Ok(()));
+    /// d.y[1] = 2;
+    /// assert_eq!(d.validate(), Err(DatasetError::Label { index: 1, label: 2, classes: 2 }));
+    /// ```
+    pub fn validate(&self) -> Result<(), DatasetError> {
+        let Tensor { n, shape, ref data } = self.x;
+        if n == 0 {
+            return Err(DatasetError::Empty);
+        }
+        if shape.is_empty() {
+            return Err(DatasetError::EmptySample { shape });
+        }
+        if n.checked_mul(shape.len()) != Some(data.len()) {
+            return Err(DatasetError::Length {
+                n,
+                shape,
+                found: data.len(),
+            });
+        }
+        if self.y.len() != n {
+            return Err(DatasetError::Labels {
+                labels: self.y.len(),
+                samples: n,
+            });
+        }
+        if self.classes < 2 {
+            return Err(DatasetError::TooFewClasses {
+                classes: self.classes,
+            });
+        }
+        match self.y.iter().position(|&l| l >= self.classes) {
+            Some(index) => Err(DatasetError::Label {
+                index,
+                label: self.y[index],
+                classes: self.classes,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The samples at `idx`, in that order. Indices without a sample (past the end of `x` or
+    /// of `y`) are skipped, so the batch may be shorter than `idx`.
+    ///
+    /// # Examples
+    /// ```
+    /// use netmorph::data::Dataset;
+    /// use netmorph::{Shape, Tensor};
+    /// let x = Tensor::new(3, Shape::flat(1), vec![10.0f32, 11.0, 12.0]).unwrap();
+    /// let d = Dataset { x, y: vec![0, 1, 0], classes: 2 };
+    /// let (x, y) = d.batch(&[2, 0, 7]);
+    /// assert_eq!((x.n, x.data, y), (2, vec![12.0, 10.0], vec![0, 0]));
+    /// ```
     pub fn batch(&self, idx: &[usize]) -> (Tensor<f32>, Vec<usize>) {
         let len = self.x.shape.len();
-        let data = idx
-            .iter()
-            .flat_map(|&i| self.x.data[i * len..(i + 1) * len].iter().copied())
-            .collect();
-        let n = idx.len();
+        let (mut data, mut y) = (Vec::new(), Vec::with_capacity(idx.len()));
+        for &i in idx.iter().filter(|&&i| i < self.x.n) {
+            let sample = i
+                .checked_mul(len)
+                .and_then(|start| self.x.data.get(start..start.checked_add(len)?));
+            if let (Some(sample), Some(&label)) = (sample, self.y.get(i)) {
+                data.extend_from_slice(sample);
+                y.push(label);
+            }
+        }
         (
             Tensor {
-                n,
+                n: y.len(),
                 shape: self.x.shape,
                 data,
             },
-            idx.iter().map(|&i| self.y[i]).collect(),
+            y,
         )
     }
 
@@ -54,24 +125,39 @@ impl Dataset {
         }
     }
 
-    /// Per-channel mean and standard deviation over all samples and pixels.
+    /// Per-channel mean and standard deviation over all samples and pixels (`(0, 0)` for a
+    /// channel without values).
+    ///
+    /// # Examples
+    /// ```
+    /// use netmorph::data::Dataset;
+    /// use netmorph::{Shape, Tensor};
+    /// // Two samples of two 1x1 channels.
+    /// let x = Tensor::new(2, Shape::image(2, 1, 1), vec![1.0f32, 5.0, 3.0, 5.0]).unwrap();
+    /// let d = Dataset { x, y: vec![0, 1], classes: 2 };
+    /// assert_eq!(d.channel_stats(), vec![(2.0, 1.0), (5.0, 0.0)]);
+    /// ```
     pub fn channel_stats(&self) -> Vec<(f64, f64)> {
         let Shape { c, h, w } = self.x.shape;
-        let plane = h * w;
-        (0..c)
-            .map(|ch| {
-                let vals = self
-                    .x
-                    .data
-                    .chunks_exact(c * plane)
-                    .flat_map(|s| s[ch * plane..(ch + 1) * plane].iter());
-                let (mut n, mut sum, mut sq) = (0.0f64, 0.0f64, 0.0f64);
-                for v in vals {
+        let len = self.x.shape.len();
+        if len == 0 {
+            // No values; also, a chunk size of 0 panics.
+            return vec![(0.0, 0.0); c];
+        }
+        // (count, sum, sum of squares) per channel.
+        let mut acc = vec![(0.0f64, 0.0f64, 0.0f64); c];
+        for sample in self.x.data.chunks_exact(len) {
+            for (plane, (n, sum, sq)) in sample.chunks_exact(h * w).zip(&mut acc) {
+                for v in plane {
                     let v = f64::from(*v);
-                    n += 1.0;
-                    sum += v;
-                    sq += v * v;
+                    *n += 1.0;
+                    *sum += v;
+                    *sq += v * v;
                 }
+            }
+        }
+        acc.into_iter()
+            .map(|(n, sum, sq)| {
                 let mean = sum / n.max(1.0);
                 (mean, (sq / n.max(1.0) - mean * mean).max(0.0).sqrt())
             })
@@ -85,20 +171,25 @@ impl Dataset {
     }
 
     /// Scales the samples as `scale` says, with the training set's per-channel `(mean, std)`
-    /// `stats` (from [`Dataset::channel_stats`]; applied to every split).
+    /// `stats` (from [`Dataset::channel_stats`]; applied to every split). Channels without
+    /// statistics are left as they are.
     pub fn scale(&mut self, stats: &[(f64, f64)], scale: InputScale) {
         let plane = self.x.shape.h * self.x.shape.w;
-        let c = self.x.shape.c;
-        for sample in self.x.data.chunks_exact_mut(c * plane) {
-            for (ch, (mean, std)) in stats.iter().enumerate().take(c) {
-                let scale = match scale {
+        let len = self.x.shape.len();
+        if len == 0 {
+            // No values; also, a chunk size of 0 panics.
+            return;
+        }
+        for sample in self.x.data.chunks_exact_mut(len) {
+            for (values, (mean, std)) in sample.chunks_exact_mut(plane).zip(stats) {
+                let factor = match scale {
                     // Samples hold pixels / 255.
                     InputScale::Pixels => 255.0,
                     InputScale::Standard if *std > 0.0 => 1.0 / std,
                     InputScale::Standard => 1.0,
                 };
-                for v in &mut sample[ch * plane..(ch + 1) * plane] {
-                    *v = ((f64::from(*v) - mean) * scale) as f32;
+                for v in values {
+                    *v = ((f64::from(*v) - mean) * factor) as f32;
                 }
             }
         }
@@ -132,51 +223,5 @@ impl InputScale {
         [Self::Standard, Self::Pixels]
             .into_iter()
             .find(|s| s.name() == name)
-    }
-}
-
-/// Why a data set could not be read.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum DataError {
-    /// A file is missing or unreadable.
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-        /// What to do about it.
-        hint: &'static str,
-    },
-    /// A file's contents are not what its format requires.
-    Malformed {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
-}
-
-impl fmt::Display for DataError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Io { path, source, hint } => {
-                write!(f, "cannot read {}: {source}; {hint}", path.display())
-            }
-            Self::Malformed { path, reason } => write!(
-                f,
-                "{} is malformed ({reason}); download or install the data set again",
-                path.display()
-            ),
-        }
-    }
-}
-
-impl std::error::Error for DataError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Io { source, .. } => Some(source),
-            Self::Malformed { .. } => None,
-        }
     }
 }

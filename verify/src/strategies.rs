@@ -6,6 +6,7 @@
 //! replays and shrinks through proptest.
 
 use netmorph_core::morph::depth::{DepthParams, InsertParams};
+use netmorph_core::morph::kernel::largest_useful_kernel;
 use netmorph_core::morph::plan::MorphOp;
 use netmorph_core::morph::subnet::{SequentialParams, Split, StackedParams};
 use netmorph_core::morph::width::consumer;
@@ -350,9 +351,17 @@ pub fn concretize<T: Scalar>(net: &Network<T>, ch: &OpChoice) -> MorphOp {
         }),
         OpKind::Kernel => {
             let convs: Vec<LayerPath> = linear.iter().filter(|p| info(p).0).cloned().collect();
-            pick_from(&convs).map(|layer| {
+            pick_from(&convs).and_then(|layer| {
                 let k = info(&layer).2 + 2 * (1 + r0 % 2);
-                MorphOp::Kernel { layer, k }
+                // Taps that only ever read zero padding are refused: stay within the input.
+                let max = match (net.get(&layer), net.shape_before(&layer)) {
+                    (Some(Layer::Conv2d(c)), Some(input)) => {
+                        largest_useful_kernel(c.kernel.k, c.pad, c.stride, input)
+                    }
+                    _ => None,
+                }?;
+                let k = if k > max { k - 2 } else { k };
+                (k <= max).then_some(MorphOp::Kernel { layer, k })
             })
         }
         OpKind::Sequential => pick_from(&linear).map(|layer| {
@@ -423,9 +432,15 @@ pub fn concretize<T: Scalar>(net: &Network<T>, ch: &OpChoice) -> MorphOp {
                 })
                 .cloned()
                 .collect();
-            pick_from(&ok).map(|layer| MorphOp::IdMorph {
-                layer,
-                k: odd(r0, &[1, 3]),
+            pick_from(&ok).map(|layer| {
+                // A 3 x 3 identity on a blob of one pixel would only read zero padding.
+                let blob = net.shape_before(&layer.with_last(layer.last() + 1));
+                let k = if blob.is_some_and(|b| b.h.max(b.w) >= 2) {
+                    odd(r0, &[1, 3])
+                } else {
+                    1
+                };
+                MorphOp::IdMorph { layer, k }
             })
         }
     };

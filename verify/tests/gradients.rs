@@ -5,7 +5,7 @@ use netmorph_core::train::softmax_cross_entropy;
 use netmorph_core::{
     ActKind, Conv2d, Kernel, Layer, Network, PActivation, Pool, Rng, Shape, Tensor,
 };
-use netmorph_verify::strategies::{concretize, plan, smooth_network};
+use netmorph_verify::strategies::{concretize, plan, smooth_network, OpChoice};
 use proptest::prelude::*;
 
 /// Central-difference step: truncation error `h^2 f''' ~ 1e-12`, rounding `eps |L| / h ~ 1e-10 |L|`.
@@ -139,26 +139,29 @@ fn kink_free(n: usize, shape: Shape, seed: u64) -> Tensor<f64> {
     Tensor::new(n, shape, data).unwrap()
 }
 
+/// `net` after the plan's operations (morphs add parallel blocks, P-activations and new
+/// layer shapes). [`concretize`] builds only valid operations: any refusal fails the test.
+fn morphed(
+    net: Network<f64>,
+    choices: &[OpChoice],
+    rng: &mut Rng,
+) -> Result<Network<f64>, TestCaseError> {
+    let mut cur = net;
+    for ch in choices {
+        let op = concretize(&cur, ch);
+        cur = op
+            .apply(&cur, rng)
+            .map_err(|e| TestCaseError::fail(format!("{op:?} failed: {e}")))?
+            .0;
+    }
+    Ok(cur)
+}
+
 proptest! {
     #[test]
     fn backward_matches_finite_differences(net in smooth_network::<f64>(), seed in any::<u64>()) {
         let x = Tensor::random(3, net.input_shape(), &mut Rng::seed(seed ^ 1));
         check(&net, &x, seed)?;
-    }
-
-    #[test]
-    fn backward_matches_on_morphed_networks(net in smooth_network::<f64>(), choices in plan(), seed in any::<u64>()) {
-        // Morphs add parallel blocks, P-activations and new layer shapes.
-        let mut rng = Rng::seed(seed);
-        let mut cur = net;
-        for ch in &choices {
-            let op = concretize(&cur, ch);
-            if let Ok((next, _)) = op.apply(&cur, &mut rng) {
-                cur = next;
-            }
-        }
-        let x = Tensor::random(2, cur.input_shape(), &mut Rng::seed(seed ^ 2));
-        check(&cur, &x, seed)?;
     }
 
     #[test]
@@ -198,5 +201,14 @@ proptest! {
             let numeric = (softmax_cross_entropy(&p, &labels).unwrap().0 - softmax_cross_entropy(&m, &labels).unwrap().0) / (2.0 * H);
             prop_assert!((numeric - g.data[i]).abs() <= GRAD_TOL, "{} vs {}", numeric, g.data[i]);
         }
+    }
+}
+
+proptest! {
+    #[test]
+    fn backward_matches_on_morphed_networks(net in smooth_network::<f64>(), choices in plan(), seed in any::<u64>()) {
+        let cur = morphed(net, &choices, &mut Rng::seed(seed))?;
+        let x = Tensor::random(2, cur.input_shape(), &mut Rng::seed(seed ^ 2));
+        check(&cur, &x, seed)?;
     }
 }

@@ -1,11 +1,15 @@
 //! Function preservation and structure of random morph plans on random networks, for f32 and
 //! f64, against the naive oracle. `PROPTEST_CASES` (default 256) sets the depth.
 
+use netmorph_core::morph::depth::{DepthParams, InsertParams};
 use netmorph_core::morph::plan::MorphOp;
+use netmorph_core::morph::subnet::{Split, StackedParams};
 use netmorph_core::solve::algorithm::Algorithm;
 use netmorph_core::{Layer, LayerPath, Network, Rng, Scalar, Tensor};
 use netmorph_verify::oracle;
-use netmorph_verify::strategies::{concretize, network, op_choice, plan, OpChoice, OpKind};
+use netmorph_verify::strategies::{
+    concretize, linear_layers, network, op_choice, plan, OpChoice, OpKind,
+};
 use netmorph_verify::tolerance::{
     self, COMPOSE_F32, COMPOSE_F64, NONZERO_GENERAL, ORACLE_F32, ORACLE_F64,
 };
@@ -71,8 +75,17 @@ fn check_structure<T: Scalar>(
             );
         }
         MorphOp::InsertIdentity { at, params } => {
-            if at.0.len() == 1 {
-                prop_assert_eq!(len_delta, 3 + isize::from(params.trailing_activation));
+            // Two linear layers and a P-activation (`a = 1`), plus one more if asked, in the
+            // sequence holding `at`, nested or not.
+            let added = 3 + usize::from(params.trailing_activation);
+            prop_assert_eq!(seq_len(child, at), seq_len(parent, at).map(|n| n + added));
+            match child.get(&at.with_last(at.last() + 1)) {
+                Some(Layer::Activation(a)) => prop_assert!(a.a.iter().all(|v| *v == T::one())),
+                other => prop_assert!(
+                    false,
+                    "expected a P-activation, found {:?}",
+                    other.map(Layer::name)
+                ),
             }
         }
         MorphOp::Sequential { layer, params } => {
@@ -93,15 +106,75 @@ fn check_structure<T: Scalar>(
                 other.map(Layer::name)
             ),
         },
-        MorphOp::IdMorph { .. } => {
-            prop_assert!(len_delta == 1 || len_delta == 2 || layer_nested(op))
+        MorphOp::IdMorph { layer, .. } => {
+            // An identity layer after the layer, behind its activation (then copied) if
+            // there is one, in the sequence holding the layer, nested or not.
+            let next = layer.with_last(layer.last() + 1);
+            let activation = matches!(parent.get(&next), Some(Layer::Activation(_)));
+            let (at, added) = if activation {
+                (layer.with_last(layer.last() + 2), 2)
+            } else {
+                (next, 1)
+            };
+            prop_assert_eq!(
+                seq_len(child, layer),
+                seq_len(parent, layer).map(|n| n + added)
+            );
+            let (out, _, _) = kernel_at(parent, layer);
+            match child.get(&at).and_then(Layer::kernel) {
+                Some(id) => {
+                    prop_assert_eq!((id.out, id.inp), (out, out));
+                    prop_assert!(id.bias.iter().all(|b| *b == T::zero()));
+                }
+                None => prop_assert!(false, "no identity layer at {}", at),
+            }
         }
     }
     Ok(())
 }
 
-fn layer_nested(op: &MorphOp) -> bool {
-    matches!(op, MorphOp::IdMorph { layer, .. } if layer.0.len() > 1)
+/// The length of the sequence holding `path` (top level or a branch), if there is one.
+fn seq_len<T: Scalar>(net: &Network<T>, path: &LayerPath) -> Option<usize> {
+    let mut seq = net.layers();
+    let mut ix = path.0.as_slice();
+    while let [i, b, rest @ ..] = ix {
+        if rest.is_empty() {
+            return None;
+        }
+        let Some(Layer::ParallelSum(branches)) = seq.get(*i) else {
+            return None;
+        };
+        seq = branches.get(*b)?;
+        ix = rest;
+    }
+    (ix.len() == 1).then_some(seq.len())
+}
+
+/// Applies `op` to `cur` and checks the report, the structure and that the outputs on `x` stay
+/// those of the original network, `reference`; the child.
+fn step<T: Scalar>(
+    cur: &Network<T>,
+    op: &MorphOp,
+    rng: &mut Rng,
+    (x, reference): (&Tensor<T>, &Tensor<T>),
+) -> Result<Network<T>, TestCaseError> {
+    let (child, report) = op
+        .apply(cur, rng)
+        .map_err(|e| TestCaseError::fail(format!("{op:?} failed: {e}")))?;
+    prop_assert_eq!(report.params_before, cur.param_count());
+    prop_assert_eq!(report.params_after, child.param_count());
+    check_structure(cur, &child, op)?;
+    let tol = tolerance::preserve(T::NAME);
+    let (d, s) = child.forward(x).unwrap().max_abs_diff(reference);
+    prop_assert!(
+        d <= tol * s.max(f64::MIN_POSITIVE),
+        "{:?}: deviation {:e} of {:e} exceeds {:e}",
+        op,
+        d,
+        s,
+        tol
+    );
+    Ok(child)
 }
 
 fn preserves<T: Scalar>(
@@ -111,29 +184,77 @@ fn preserves<T: Scalar>(
 ) -> Result<(), TestCaseError> {
     let x = probes(&net, seed);
     let reference = net.forward(&x).unwrap();
-    let tol = tolerance::preserve(T::NAME);
     let mut rng = Rng::seed(seed);
     let mut cur = net;
     for ch in &choices {
         let op = concretize(&cur, ch);
-        let (child, report) = match op.apply(&cur, &mut rng) {
-            Ok(r) => r,
-            Err(e) => return Err(TestCaseError::fail(format!("{op:?} failed: {e}"))),
-        };
-        prop_assert_eq!(report.params_before, cur.param_count());
-        prop_assert_eq!(report.params_after, child.param_count());
-        check_structure(&cur, &child, &op)?;
-        let (d, s) = child.forward(&x).unwrap().max_abs_diff(&reference);
-        prop_assert!(
-            d <= tol * s.max(f64::MIN_POSITIVE),
-            "{:?}: deviation {:e} of {:e} exceeds {:e}",
-            op,
-            d,
-            s,
-            tol
-        );
-        cur = child;
+        cur = step(&cur, &op, &mut rng, (&x, &reference))?;
     }
+    Ok(())
+}
+
+/// Edits inside a parallel block, which random plans rarely reach: a stacked subnet at a
+/// linear layer, an identity insertion (ReLU P-activation) into branch 0 at `pos` (before
+/// or after its layer), IdMorph behind that insertion's P-activation and IdMorph of branch 1's
+/// last layer (no activation after it). Each step must preserve the function.
+fn nested_edits<T: Scalar>(
+    net: Network<T>,
+    pick: usize,
+    [pos, extra, k, trailing]: [usize; 4],
+    seed: u64,
+) -> Result<(), TestCaseError> {
+    let x = probes(&net, seed);
+    let reference = net.forward(&x).unwrap();
+    let probe = (&x, &reference);
+    let mut rng = Rng::seed(seed);
+    let linear = linear_layers(&net);
+    let layer = linear[pick % linear.len()].clone();
+    let stacked = MorphOp::Stacked {
+        layer: layer.clone(),
+        params: StackedParams {
+            n: 2,
+            split: Split::Random,
+            branch_depth: None,
+        },
+    };
+    let cur = step(&net, &stacked, &mut rng, probe)?;
+    let (Some(at), Some(last)) = (layer.child(0, pos % 2), layer.child(1, 0)) else {
+        return Err(TestCaseError::reject("too deep to nest"));
+    };
+    let shape = cur.shape_before(&at).unwrap_or(cur.input_shape());
+    let k = if shape.is_flat() { 1 } else { [1, 3][k % 2] };
+    let insert = MorphOp::InsertIdentity {
+        at: at.clone(),
+        params: InsertParams {
+            depth: DepthParams::new(shape.c + extra % 3, k, k),
+            trailing_activation: trailing % 2 == 0,
+        },
+    };
+    let cur = step(&cur, &insert, &mut rng, probe)?;
+    // An identity kernel wider than one pixel needs a blob wider than one pixel: its outer
+    // taps would only read zero padding, which IdMorph refuses.
+    let id_k = |net: &Network<T>, p: &LayerPath| match net.shape_before(&p.with_last(p.last() + 1))
+    {
+        Some(b) if b.h.max(b.w) >= 2 => k,
+        _ => 1,
+    };
+    let k_at = id_k(&cur, &at);
+    let cur = step(
+        &cur,
+        &MorphOp::IdMorph { layer: at, k: k_at },
+        &mut rng,
+        probe,
+    )?;
+    let k_last = id_k(&cur, &last);
+    step(
+        &cur,
+        &MorphOp::IdMorph {
+            layer: last,
+            k: k_last,
+        },
+        &mut rng,
+        probe,
+    )?;
     Ok(())
 }
 
@@ -217,6 +338,16 @@ proptest! {
     #[test]
     fn random_plans_preserve_f32(net in network::<f32>(), choices in plan(), seed in any::<u64>()) {
         preserves(net, choices, seed)?;
+    }
+
+    #[test]
+    fn nested_edits_preserve_f64(net in network::<f64>(), pick in any::<usize>(), r in any::<[usize; 4]>(), seed in any::<u64>()) {
+        nested_edits(net, pick, r, seed)?;
+    }
+
+    #[test]
+    fn nested_edits_preserve_f32(net in network::<f32>(), pick in any::<usize>(), r in any::<[usize; 4]>(), seed in any::<u64>()) {
+        nested_edits(net, pick, r, seed)?;
     }
 
     #[test]

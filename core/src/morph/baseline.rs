@@ -9,12 +9,13 @@
 //!   breaks the symmetry at the price of exactness.
 
 use alloc::vec;
-use alloc::vec::Vec;
 
+use super::cost::{self, reserve};
 use super::width::{apply_channels, parent_channel, span_layers, widening};
 use super::{finish, linear_kernel, locate, nonzero_fraction, MorphError, MorphReport, NewLayer};
-use crate::solve::algorithm::std_dev;
-use crate::{ActKind, Conv2d, Kernel, Layer, LayerPath, Network, Rng, Scalar};
+use crate::alloc_try;
+use crate::solve::algorithm::std_dev_of;
+use crate::{ActKind, Conv2d, Kernel, Layer, LayerPath, Network, PActivation, Rng, Scalar};
 
 /// IdMorph: inserts an identity layer (kernel `k`, odd, for convolutions; dense layers use 1)
 /// after the layer at `path` and its activation, followed by a copy of that activation.
@@ -22,7 +23,10 @@ use crate::{ActKind, Conv2d, Kernel, Layer, LayerPath, Network, Rng, Scalar};
 /// # Errors
 /// [`MorphError::NotIdempotent`] if the activation after the layer is not idempotent
 /// (TanH, Sigmoid, or a P-activation with `a` strictly between 0 and 1);
-/// [`MorphError::KernelNotOdd`]; [`MorphError::NotMorphable`].
+/// [`MorphError::KernelNotOdd`]; [`MorphError::NotMorphable`];
+/// [`MorphError::KernelBeyondInput`] for a `k` past `2 max(H, W) - 1` on an `H x W` blob
+/// (taps that only ever read zero padding, see [`super::kernel`]); [`MorphError::TooLarge`]
+/// or [`MorphError::Alloc`] for an identity kernel that does not fit in memory.
 ///
 /// # Examples
 /// ```
@@ -38,18 +42,13 @@ pub fn id_morph<T: Scalar>(
     path: &LayerPath,
     k: usize,
 ) -> Result<(Network<T>, MorphReport), MorphError> {
-    if k % 2 == 0 {
-        return Err(MorphError::KernelNotOdd {
-            layer: path.clone(),
-            kernel: k,
-        });
-    }
+    reserve(cost::id_morph(net, path, k)?)?;
     let mut layers = net.layers().to_vec();
     let (seq, i) = locate(&mut layers, path, false)?;
-    let c = linear_kernel(seq, i, path, "idmorph")?.out;
+    let c = linear_kernel(&seq[i], path, "idmorph")?.out;
     let conv = matches!(seq[i], Layer::Conv2d(_));
     let k = if conv { k } else { 1 };
-    let mut id = Kernel::zeros(c, c, k);
+    let mut id = Kernel::try_zeros(c, c, k)?;
     for ch in 0..c {
         let at = id.at(ch, ch, k / 2, k / 2);
         id.weight[at] = T::one();
@@ -71,20 +70,13 @@ pub fn id_morph<T: Scalar>(
     } else {
         Layer::Dense(id)
     };
-    let inserted = match seq.get(i + 1) {
-        Some(Layer::Activation(p)) => {
-            let idempotent = p.kind == ActKind::Identity
-                || (p.kind == ActKind::Relu
-                    && p.a.iter().all(|a| *a == T::zero() || *a == T::one()));
-            if !idempotent {
-                return Err(MorphError::NotIdempotent {
-                    layer: path.with_last(i + 1),
-                    activation: p.kind.name(),
-                });
-            }
-            vec![id_layer, Layer::Activation(p.clone())]
+    let inserted = match next_activation(seq, i, path)? {
+        Some(p) => {
+            let a = alloc_try::copied(&p.a)?;
+            let kind = p.kind;
+            vec![id_layer, Layer::Activation(PActivation { kind, a })]
         }
-        _ => vec![id_layer],
+        None => vec![id_layer],
     };
     let at = if inserted.len() == 2 { i + 2 } else { i + 1 };
     let new = NewLayer {
@@ -97,6 +89,39 @@ pub fn id_morph<T: Scalar>(
         layers,
         MorphReport::closed_form("idmorph", path.clone(), vec![new], nz),
     )
+}
+
+/// Net2WiderNet's `noise` must be finite and non-negative.
+pub(crate) fn check_noise(path: &LayerPath, noise: f64) -> Result<(), MorphError> {
+    if noise >= 0.0 && noise.is_finite() {
+        Ok(())
+    } else {
+        Err(MorphError::InvalidParameter {
+            layer: path.clone(),
+            what: "Net2WiderNet noise must be a finite number >= 0",
+        })
+    }
+}
+
+/// The activation right after `seq[i]`, if any, checked idempotent (IdMorph repeats it).
+pub(crate) fn next_activation<'a, T: Scalar>(
+    seq: &'a [Layer<T>],
+    i: usize,
+    path: &LayerPath,
+) -> Result<Option<&'a PActivation<T>>, MorphError> {
+    let Some(Layer::Activation(p)) = seq.get(i + 1) else {
+        return Ok(None);
+    };
+    let idempotent = p.kind == ActKind::Identity
+        || (p.kind == ActKind::Relu && p.a.iter().all(|a| *a == T::zero() || *a == T::one()));
+    if idempotent {
+        Ok(Some(p))
+    } else {
+        Err(MorphError::NotIdempotent {
+            layer: path.with_last(i + 1),
+            activation: p.kind.name(),
+        })
+    }
 }
 
 /// Net2WiderNet: widens the layer at `path` to `width` channels by replicating random
@@ -113,35 +138,27 @@ pub fn net2wider<T: Scalar>(
     noise: f64,
     rng: &mut Rng,
 ) -> Result<(Network<T>, MorphReport), MorphError> {
-    if !(noise >= 0.0 && noise.is_finite()) {
-        return Err(MorphError::InvalidParameter {
-            layer: path.clone(),
-            what: "Net2WiderNet noise must be a finite number >= 0",
-        });
-    }
+    check_noise(path, noise)?;
+    reserve(cost::width(net, path, width, "net2wider")?)?;
+    let (c, span) = widening(net, path, width, "net2wider")?;
     let mut layers = net.layers().to_vec();
-    let (seq, c, span) = widening(net, &mut layers, path, width, "net2wider")?;
-    let out_std = seq[span.j].kernel().map_or(0.0, |k| {
-        std_dev(&k.weight.iter().map(|v| v.as_f64()).collect::<Vec<_>>())
-    });
-    let source: Vec<usize> = (0..width)
-        .map(|j| if j < c { j } else { rng.below(c) })
-        .collect();
-    let mut count = vec![0usize; c];
+    let (seq, _) = locate(&mut layers, path, false)?;
+    let out_std = seq[span.j].kernel().map_or(0.0, |k| std_dev_of(&k.weight));
+    let source = (0..width).map(|j| if j < c { j } else { rng.below(c) });
+    let source = alloc_try::collected(width, source)?;
+    let mut count = alloc_try::filled(c, 0usize)?;
     source.iter().for_each(|s| count[*s] += 1);
-    let channels: Vec<_> = source
-        .iter()
-        .map(|&s| {
-            let mut ch = parent_channel(seq, &span, s, T::of_f64(1.0 / count[s] as f64));
-            if noise > 0.0 && count[s] > 1 {
-                ch.outgoing
-                    .iter_mut()
-                    .for_each(|v| *v += T::of_f64(noise * out_std * rng.normal()));
-            }
-            ch
-        })
-        .collect();
-    let nz = apply_channels(seq, &span, &channels);
+    let mut channels = alloc_try::with_capacity(width)?;
+    for &s in &source {
+        let mut ch = parent_channel(seq, &span, s, T::of_f64(1.0 / count[s] as f64))?;
+        if noise > 0.0 && count[s] > 1 {
+            ch.outgoing
+                .iter_mut()
+                .for_each(|v| *v += T::of_f64(noise * out_std * rng.normal()));
+        }
+        channels.push(ch);
+    }
+    let nz = apply_channels(seq, &span, width, |j| &channels[j])?;
     let new_layers = span_layers(seq, &span, path);
     finish(
         net,

@@ -11,8 +11,12 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
+use super::cost::{self, reserve};
 use super::{finish, linear_kernel, locate, nonzero_fraction, MorphError, MorphReport, NewLayer};
-use crate::solve::algorithm::{decompose, Algorithm, Decomposition, SolveOptions};
+use crate::alloc_try;
+use crate::solve::algorithm::{
+    decompose_sized, Algorithm, Decomposition, SolveError, SolveOptions,
+};
 use crate::{ActKind, Conv2d, Kernel, Layer, LayerPath, Network, PActivation, Rng, Scalar};
 
 /// Parameters of a depth morph.
@@ -52,7 +56,9 @@ impl DepthParams {
 /// # Errors
 /// [`MorphError`] if `path` is not a dense/conv layer, a kernel is even, the receptive
 /// field `K_1 + K_2 - 1` is too small, the layer is strided with `K_2 > 1`, the layer holds
-/// NaN/inf, or the deconvolution cannot reach zero residual.
+/// NaN/inf, or the deconvolution cannot reach zero residual; [`MorphError::TooLarge`] or
+/// [`MorphError::Alloc`] if the child or the solver's workspace does not fit (see
+/// [`super::plan::MorphOp::cost`]).
 ///
 /// # Examples
 /// ```
@@ -75,26 +81,24 @@ pub fn deepen<T: Scalar>(
     params: &DepthParams,
     rng: &mut Rng,
 ) -> Result<(Network<T>, MorphReport), MorphError> {
+    reserve(cost::depth(net, path, params)?)?;
     let mut layers = net.layers().to_vec();
     let (seq, i) = locate(&mut layers, path, false)?;
-    let g = linear_kernel(seq, i, path, "depth")?.cast::<f64>();
+    let g = f64_kernel(linear_kernel(&seq[i], path, "depth")?)?;
     let (stride, pad) = match &seq[i] {
         Layer::Conv2d(c) => (c.stride, c.pad),
         _ => (1, 0),
     };
     let conv = matches!(seq[i], Layer::Conv2d(_));
-    let d = factorize(&g, path, params, conv, stride, rng)?;
+    let d = factorize(&g, path, params, rng)?;
     let kt = params.k1 + params.k2 - 1;
     let new = split_layers(
-        d.f1.cast(),
-        d.f2.cast(),
+        &d,
         &g,
         conv,
-        stride,
-        pad + (kt - g.k) / 2,
-        0,
+        (stride, pad + (kt - g.k) / 2),
         params.activation,
-    );
+    )?;
     let report = report_depth("depth", path, &new, &d);
     seq.splice(i..=i, new);
     finish(net, layers, report)
@@ -122,49 +126,53 @@ pub fn insert_identity<T: Scalar>(
     params: &InsertParams,
     rng: &mut Rng,
 ) -> Result<(Network<T>, MorphReport), MorphError> {
+    reserve(cost::insert(net, at, params)?)?;
     let shape = net
         .shape_before(at)
         .ok_or_else(|| MorphError::NoSuchLayer { layer: at.clone() })?;
     let mut layers = net.layers().to_vec();
     let (seq, i) = locate(&mut layers, at, true)?;
     let conv = !shape.is_flat();
-    let mut g = Kernel::zeros(shape.c, shape.c, 1);
+    let mut g = Kernel::try_zeros(shape.c, shape.c, 1)?;
     for c in 0..shape.c {
         g.weight[c * shape.c + c] = 1.0;
     }
     let p = &params.depth;
-    let d = factorize(&g, at, p, conv, 1, rng)?;
+    let d = factorize(&g, at, p, rng)?;
     let kt = p.k1 + p.k2 - 1;
-    let mut new = split_layers(
-        d.f1.cast(),
-        d.f2.cast(),
-        &g,
-        conv,
-        1,
-        (kt - 1) / 2,
-        0,
-        p.activation,
-    );
+    let mut new = split_layers(&d, &g, conv, (1, (kt - 1) / 2), p.activation)?;
     if params.trailing_activation {
-        new.push(Layer::Activation(PActivation::linear(
-            p.activation,
-            shape.c,
-        )));
+        let a = alloc_try::filled(shape.c, T::one())?;
+        new.push(Layer::Activation(PActivation {
+            kind: p.activation,
+            a,
+        }));
     }
     let report = report_depth("insert", at, &new, &d);
     seq.splice(i..i, new);
     finish(net, layers, report)
 }
 
-/// Checks the sizes and runs the decomposition of `g` (already in f64).
-pub(crate) fn factorize(
-    g: &Kernel<f64>,
+/// A copy of `k` in `f64`, the solvers' precision.
+pub(crate) fn f64_kernel<T: Scalar>(k: &Kernel<T>) -> Result<Kernel<f64>, MorphError> {
+    let cast = |v: &[T]| alloc_try::collected(v.len(), v.iter().map(|x| x.as_f64()));
+    Ok(Kernel {
+        out: k.out,
+        inp: k.inp,
+        k: k.k,
+        weight: cast(&k.weight)?,
+        bias: cast(&k.bias)?,
+    })
+}
+
+/// The checks of a depth morph's parameters for a layer with `conv`olution or dense kernel
+/// of size `k` and `stride`: `C_l >= 1`, odd `K_1` and `K_2`, `K_1 = K_2 = 1` for dense
+/// layers, `K_2 = 1` for strided ones, and `K~ = K_1 + K_2 - 1` covering `K` (eq. 6).
+pub(crate) fn check_depth(
     path: &LayerPath,
     p: &DepthParams,
-    conv: bool,
-    stride: usize,
-    rng: &mut Rng,
-) -> Result<Decomposition, MorphError> {
+    (conv, k, stride): (bool, usize, usize),
+) -> Result<(), MorphError> {
     if p.c_l == 0 {
         return Err(MorphError::InvalidParameter {
             layer: path.clone(),
@@ -192,30 +200,53 @@ pub(crate) fn factorize(
             k2: p.k2,
         });
     }
-    decompose(g, p.c_l, p.k1, p.k2, p.algorithm, &p.solve, rng).map_err(|source| {
-        MorphError::Solve {
-            layer: path.clone(),
-            source,
-        }
-    })
+    crate::solve::algorithm::receptive(k, p.k1, p.k2).map_err(|e| solve_error(path, e))
 }
 
-/// `[F_l, phi^1, F_{l+1}]`: `F_l` with zero bias, stride and padding `pad1`; `F_{l+1}` with
-/// `G`'s bias, stride 1 and padding `pad2`.
-#[allow(clippy::too_many_arguments)]
+/// A solver's error as the morph's: allocation failures keep their kind.
+fn solve_error(path: &LayerPath, source: SolveError) -> MorphError {
+    match source {
+        SolveError::Alloc { bytes } => MorphError::Alloc { bytes },
+        source => MorphError::Solve {
+            layer: path.clone(),
+            source,
+        },
+    }
+}
+
+/// Runs the decomposition of `g` (already in f64) with sizes [`check_depth`] accepted.
+pub(crate) fn factorize(
+    g: &Kernel<f64>,
+    path: &LayerPath,
+    p: &DepthParams,
+    rng: &mut Rng,
+) -> Result<Decomposition, MorphError> {
+    decompose_sized(g, p.c_l, p.k1, p.k2, p.algorithm, &p.solve, rng)
+        .map_err(|e| solve_error(path, e))
+}
+
+/// `[F_l, phi^1, F_{l+1}]` in `T` from the decomposition `d` of `g`: `F_l` with zero bias,
+/// stride and padding `(stride, pad)`; `F_{l+1}` with `G`'s bias, stride 1 and no padding.
 pub(crate) fn split_layers<T: Scalar>(
-    mut f1: Kernel<T>,
-    mut f2: Kernel<T>,
+    d: &Decomposition,
     g: &Kernel<f64>,
     conv: bool,
-    stride: usize,
-    pad1: usize,
-    pad2: usize,
+    (stride, pad): (usize, usize),
     act: ActKind,
-) -> Vec<Layer<T>> {
-    f1.bias = vec![T::zero(); f1.out];
-    f2.bias = g.bias.iter().map(|b| T::of_f64(*b)).collect();
-    let c_l = f1.out;
+) -> Result<Vec<Layer<T>>, MorphError> {
+    let cast = |v: &[f64]| alloc_try::collected(v.len(), v.iter().map(|x| T::of_f64(*x)));
+    let kernel = |f: &Kernel<f64>, bias: &[f64]| -> Result<Kernel<T>, MorphError> {
+        Ok(Kernel {
+            out: f.out,
+            inp: f.inp,
+            k: f.k,
+            weight: cast(&f.weight)?,
+            bias: cast(bias)?,
+        })
+    };
+    let c_l = d.f1.out;
+    let f1 = kernel(&d.f1, &alloc_try::filled(c_l, 0.0)?)?;
+    let f2 = kernel(&d.f2, &g.bias)?;
     let wrap = |kernel: Kernel<T>, stride: usize, pad: usize| {
         if conv {
             Layer::Conv2d(Conv2d {
@@ -227,11 +258,15 @@ pub(crate) fn split_layers<T: Scalar>(
             Layer::Dense(kernel)
         }
     };
-    vec![
-        wrap(f1, stride, pad1),
-        Layer::Activation(PActivation::linear(act, c_l)),
-        wrap(f2, 1, pad2),
-    ]
+    let act = PActivation {
+        kind: act,
+        a: alloc_try::filled(c_l, T::one())?,
+    };
+    Ok(vec![
+        wrap(f1, stride, pad),
+        Layer::Activation(act),
+        wrap(f2, 1, 0),
+    ])
 }
 
 fn report_depth<T: Scalar>(

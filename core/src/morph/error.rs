@@ -1,5 +1,6 @@
 use core::fmt;
 
+use crate::alloc_try::AllocError;
 use crate::solve::algorithm::SolveError;
 use crate::{LayerPath, NetError};
 
@@ -90,6 +91,38 @@ pub enum MorphError {
     },
     /// The edited network failed validation (a bug, reported rather than panicking).
     Net(NetError),
+    /// A size of the child (a parameter count, a kernel, the workspace) overflows `usize`.
+    TooLarge {
+        /// The layer.
+        layer: LayerPath,
+        /// Which size.
+        what: &'static str,
+    },
+    /// The morph's workspace or a child kernel could not be allocated.
+    Alloc {
+        /// Bytes requested.
+        bytes: usize,
+    },
+    /// A grown kernel so large that its outermost taps can only ever read zero padding (see
+    /// [`crate::morph::kernel`]).
+    KernelBeyondInput {
+        /// The layer.
+        layer: LayerPath,
+        /// Requested kernel size.
+        requested: usize,
+        /// Largest useful kernel size.
+        max: usize,
+    },
+    /// A stacked subnet with more branches than
+    /// [`MAX_BRANCHES`](crate::morph::subnet::MAX_BRANCHES).
+    TooManyBranches {
+        /// The layer.
+        layer: LayerPath,
+        /// Requested branches.
+        requested: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 impl fmt::Display for MorphError {
@@ -128,7 +161,33 @@ impl fmt::Display for MorphError {
             Self::NonFinite { layer } => write!(f, "layer {layer} holds NaN or infinite parameters; retrain or repair the model before morphing"),
             Self::Solve { layer, source } => write!(f, "layer {layer}: {source}"),
             Self::Net(e) => write!(f, "the morphed network is invalid ({e}); please report this as a bug"),
+            Self::TooLarge { layer, what } => write!(
+                f,
+                "layer {layer}: the {what} would exceed usize::MAX; ask for smaller sizes"
+            ),
+            Self::Alloc { bytes } => write!(
+                f,
+                "the morph needs up to {bytes} bytes of memory, which cannot be allocated; ask for \
+                 smaller sizes (MorphOp::cost gives the bound before a morph runs)"
+            ),
+            Self::KernelBeyondInput { layer, requested, max } => write!(
+                f,
+                "kernel {requested} for layer {layer} is larger than {max}, the largest whose \
+                 outermost taps still reach its input (beyond it they only ever multiply zero \
+                 padding); use at most {max}"
+            ),
+            Self::TooManyBranches { layer, requested, max } => write!(
+                f,
+                "a stacked subnet of layer {layer} has at most {max} branches, not {requested}; \
+                 stack fewer branches or deepen them instead"
+            ),
         }
+    }
+}
+
+impl From<AllocError> for MorphError {
+    fn from(e: AllocError) -> Self {
+        Self::Alloc { bytes: e.bytes }
     }
 }
 

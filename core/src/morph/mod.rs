@@ -9,11 +9,13 @@
 //! | sequential and stacked subnets | eq. (19), (20) | [`subnet`] |
 //! | IdMorph / Net2DeeperNet, Net2WiderNet | baselines (Chen et al.) | [`baseline`] |
 //! | a list of any of these | | [`plan`] |
+//! | what a morph will cost, before it runs | | [`cost`] |
 //!
 //! A depth morph with `K_1 + K_2 - 1 > K` and a chosen `C_l` changes depth, width and kernel
 //! size in one operation, as the paper claims for eq. (6).
 
 pub mod baseline;
+pub mod cost;
 pub mod depth;
 mod error;
 pub mod kernel;
@@ -22,13 +24,14 @@ mod report;
 pub mod subnet;
 pub mod width;
 
+pub use cost::MorphCost;
 pub use error::MorphError;
 pub use report::{MorphReport, NewLayer};
 
 use alloc::vec::Vec;
 
-use crate::net::seq_at_mut;
-use crate::{Kernel, Layer, LayerPath, Network, Scalar};
+use crate::net::{seq_at, seq_at_mut};
+use crate::{Kernel, Layer, LayerPath, NetError, Network, Scalar};
 
 /// The sequence holding `path` and the index within it; the index may equal the length
 /// only when `insert` is true.
@@ -37,26 +40,43 @@ pub(crate) fn locate<'a, T>(
     path: &LayerPath,
     insert: bool,
 ) -> Result<(&'a mut Vec<Layer<T>>, usize), MorphError> {
-    let missing = || MorphError::NoSuchLayer {
+    let (seq, i) = seq_at_mut(layers, &path.0).ok_or_else(|| missing(path))?;
+    in_range(seq.len(), i, insert, path)?;
+    Ok((seq, i))
+}
+
+/// [`locate`] without changing anything.
+pub(crate) fn locate_ref<'a, T: Scalar>(
+    net: &'a Network<T>,
+    path: &LayerPath,
+    insert: bool,
+) -> Result<(&'a [Layer<T>], usize), MorphError> {
+    let (seq, i) = seq_at(net.layers(), &path.0).ok_or_else(|| missing(path))?;
+    in_range(seq.len(), i, insert, path)?;
+    Ok((seq, i))
+}
+
+fn missing(path: &LayerPath) -> MorphError {
+    MorphError::NoSuchLayer {
         layer: path.clone(),
-    };
-    let (seq, i) = seq_at_mut(layers, &path.0).ok_or_else(missing)?;
-    let end = if insert { seq.len() + 1 } else { seq.len() };
-    if i < end {
-        Ok((seq, i))
-    } else {
-        Err(missing())
     }
 }
 
-/// The kernel of the dense or convolution layer at `seq[i]`, checked finite.
+/// Index `i` of a sequence of `len` layers is a layer, or with `insert` an insertion point.
+fn in_range(len: usize, i: usize, insert: bool, path: &LayerPath) -> Result<(), MorphError> {
+    if i < len || (insert && i == len) {
+        Ok(())
+    } else {
+        Err(missing(path))
+    }
+}
+
+/// The kernel of the dense or convolution `layer`, checked finite.
 pub(crate) fn linear_kernel<'a, T: Scalar>(
-    seq: &'a [Layer<T>],
-    i: usize,
+    layer: &'a Layer<T>,
     path: &LayerPath,
     op: &'static str,
 ) -> Result<&'a Kernel<T>, MorphError> {
-    let layer = &seq[i];
     let k = layer.kernel().ok_or(MorphError::NotMorphable {
         layer: path.clone(),
         found: layer.name(),
@@ -76,7 +96,11 @@ pub(crate) fn finish<T: Scalar>(
     layers: Vec<Layer<T>>,
     mut report: MorphReport,
 ) -> Result<(Network<T>, MorphReport), MorphError> {
-    let child = Network::new(parent.input_shape(), layers).map_err(MorphError::Net)?;
+    let child = Network::new(parent.input_shape(), layers).map_err(|e| match e {
+        // A child geometry past what memory can hold is the request's fault, not a bug.
+        NetError::TooLarge { layer, what } => MorphError::TooLarge { layer, what },
+        e => MorphError::Net(e),
+    })?;
     report.params_before = parent.param_count();
     report.params_after = child.param_count();
     Ok((child, report))

@@ -9,13 +9,23 @@
 
 use alloc::vec::Vec;
 
-use super::depth::{deepen, DepthParams};
+use super::cost::{self, reserve};
+use super::depth::{deepen, f64_kernel, DepthParams};
 use super::{finish, linear_kernel, locate, nonzero_fraction, MorphError, MorphReport, NewLayer};
+use crate::alloc_try;
 use crate::solve::algorithm::{std_dev, Algorithm, SolveOptions};
 use crate::{ActKind, Layer, LayerPath, Network, Rng, Scalar};
 
 /// Most layers in one sequential subnet.
 pub const MAX_SUBNET_LAYERS: usize = 8;
+
+/// Most branches of a stacked subnet. The child sums the branches' outputs, and every branch
+/// holds `G / n` plus noise at `G`'s scale: the sum rounds once per branch, so its error grows
+/// like `n` times the scalar's precision. At 64 branches an f32 child stays within about
+/// `64 * 2^-24 = 4e-6` of the parent relative to the output's scale, well inside the
+/// preservation tolerance of f32 networks (1e-4); far more branches would not preserve the
+/// function to f32 precision, and each one costs a full copy of `G` in memory and work.
+pub const MAX_BRANCHES: usize = 64;
 
 /// Parameters of a sequential subnet morph (eq. 19).
 #[derive(Clone, Debug, PartialEq)]
@@ -43,31 +53,12 @@ pub fn sequential<T: Scalar>(
     params: &SequentialParams,
     rng: &mut Rng,
 ) -> Result<(Network<T>, MorphReport), MorphError> {
+    reserve(cost::sequential(net, path, params)?)?;
     let p = params.widths.len();
-    if p == 0 || params.kernels.len() != p + 1 {
-        return Err(MorphError::InvalidParameter {
-            layer: path.clone(),
-            what: "a sequential subnet needs P >= 1 widths and P + 1 kernel sizes",
-        });
-    }
-    if let Some(&kernel) = params.kernels.iter().find(|k| *k % 2 == 0) {
-        return Err(MorphError::KernelNotOdd {
-            layer: path.clone(),
-            kernel,
-        });
-    }
     let (mut child, mut stage) = (net.clone(), path.clone());
     let (mut residual, mut solves, mut cond) = (0.0f64, 0, true);
     for s in 0..p {
-        let rest: usize = params.kernels[s + 1..].iter().sum::<usize>() + 1 - (p - s);
-        let depth = DepthParams {
-            c_l: params.widths[s],
-            k1: params.kernels[s],
-            k2: rest,
-            algorithm: params.algorithm,
-            activation: params.activation,
-            solve: params.solve,
-        };
+        let depth = stage_depth(params, s, path)?;
         let (next, r) = deepen(&child, &stage, &depth, rng)?;
         child = next;
         residual = residual.max(r.residual);
@@ -81,6 +72,54 @@ pub fn sequential<T: Scalar>(
     report.residual = residual;
     report.solves = solves;
     finish(net, child.into_layers(), report)
+}
+
+/// The checks of a sequential subnet's parameters: `P >= 1` widths, `P + 1` odd kernels.
+pub(crate) fn check_sequential(
+    path: &LayerPath,
+    params: &SequentialParams,
+) -> Result<(), MorphError> {
+    let p = params.widths.len();
+    if p == 0 || params.kernels.len() != p + 1 {
+        return Err(MorphError::InvalidParameter {
+            layer: path.clone(),
+            what: "a sequential subnet needs P >= 1 widths and P + 1 kernel sizes",
+        });
+    }
+    if let Some(&kernel) = params.kernels.iter().find(|k| *k % 2 == 0) {
+        return Err(MorphError::KernelNotOdd {
+            layer: path.clone(),
+            kernel,
+        });
+    }
+    Ok(())
+}
+
+/// The depth morph of stage `s` of a sequential subnet (checked by [`check_sequential`]):
+/// `F_{l+s}` with `C_{l+s}` and `K_{l+s}`, and a remainder of kernel
+/// `sum_{q>s} K_{l+q} - (P - 1 - s)` (eq. 19 as a chain of eq. 6).
+pub(crate) fn stage_depth(
+    params: &SequentialParams,
+    s: usize,
+    path: &LayerPath,
+) -> Result<DepthParams, MorphError> {
+    let p = params.widths.len();
+    let sum = params.kernels[s + 1..]
+        .iter()
+        .try_fold(1usize, |a, k| a.checked_add(*k))
+        .ok_or_else(|| MorphError::TooLarge {
+            layer: path.clone(),
+            what: "sum of the subnet's kernel sizes",
+        })?;
+    Ok(DepthParams {
+        c_l: params.widths[s],
+        k1: params.kernels[s],
+        // Every kernel is odd, so at least 1: the sum is at least `p - s + 1`.
+        k2: sum - (p - s),
+        algorithm: params.algorithm,
+        activation: params.activation,
+        solve: params.solve,
+    })
 }
 
 fn subnet_report<T: Scalar>(
@@ -139,65 +178,20 @@ pub struct StackedParams {
 /// to `G` (eq. 20); `G`'s bias goes to the first branch.
 ///
 /// # Errors
-/// [`MorphError::InvalidParameter`] if `n < 2` or the nesting gets too deep; as [`deepen`]
-/// when branches are deepened.
+/// [`MorphError::InvalidParameter`] if `n < 2` or the nesting gets too deep;
+/// [`MorphError::TooManyBranches`] if `n > MAX_BRANCHES`; as [`deepen`] when branches are
+/// deepened.
 pub fn stacked<T: Scalar>(
     net: &Network<T>,
     path: &LayerPath,
     params: &StackedParams,
     rng: &mut Rng,
 ) -> Result<(Network<T>, MorphReport), MorphError> {
-    let invalid = |what| MorphError::InvalidParameter {
-        layer: path.clone(),
-        what,
-    };
-    if params.n < 2 {
-        return Err(invalid("a stacked subnet needs at least 2 branches"));
-    }
-    let mut layers = net.layers().to_vec();
-    let (seq, i) = locate(&mut layers, path, false)?;
-    let g = linear_kernel(seq, i, path, "subnet")?.cast::<f64>();
-    let n = params.n;
-    let std = std_dev(&g.weight);
-    let noise: Vec<Vec<f64>> = match params.split {
-        Split::Equal => alloc::vec![alloc::vec![0.0; g.weight.len()]; n],
-        Split::Random => {
-            let z: Vec<Vec<f64>> = (0..n).map(|_| rng.normals(g.weight.len(), std)).collect();
-            let mean: Vec<f64> = (0..g.weight.len())
-                .map(|e| z.iter().map(|zi| zi[e]).sum::<f64>() / n as f64)
-                .collect();
-            z.into_iter()
-                .map(|zi| zi.iter().zip(&mean).map(|(a, m)| a - m).collect())
-                .collect()
-        }
-    };
-    let branches = noise
-        .iter()
-        .enumerate()
-        .map(|(b, nb)| {
-            let mut layer = seq[i].clone();
-            if let Some(k) = layer.kernel_mut() {
-                for ((w, g), e) in k.weight.iter_mut().zip(&g.weight).zip(nb) {
-                    *w = T::of_f64(g / n as f64 + e);
-                }
-                if b > 0 {
-                    k.bias.iter_mut().for_each(|v| *v = T::zero());
-                }
-            }
-            alloc::vec![layer]
-        })
-        .collect();
-    seq[i] = Layer::ParallelSum(branches);
-    let (mut child, mut r) = finish(
-        net,
-        layers,
-        MorphReport::closed_form("stacked", path.clone(), Vec::new(), 1.0),
-    )?;
+    reserve(cost::stacked(net, path, params)?)?;
+    let (mut child, mut r) = stack(net, path, params, rng)?;
     if let Some(depth) = &params.branch_depth {
-        for b in 0..n {
-            let bp = path
-                .child(b, 0)
-                .ok_or_else(|| invalid("layers nested too deep for a stacked subnet"))?;
+        for b in 0..params.n {
+            let bp = branch_path(path, b)?;
             let (next, br) = deepen(&child, &bp, depth, rng)?;
             child = next;
             r.residual = r.residual.max(br.residual);
@@ -210,4 +204,123 @@ pub fn stacked<T: Scalar>(
     r.new_layers = summary.new_layers;
     r.nonzero_fraction = summary.nonzero_fraction;
     finish(net, child.into_layers(), r)
+}
+
+/// The checks of a stacked subnet's branch count: `2 <= n <= MAX_BRANCHES`.
+pub(crate) fn check_branches(path: &LayerPath, n: usize) -> Result<(), MorphError> {
+    if n < 2 {
+        return Err(MorphError::InvalidParameter {
+            layer: path.clone(),
+            what: "a stacked subnet needs at least 2 branches",
+        });
+    }
+    if n > MAX_BRANCHES {
+        return Err(MorphError::TooManyBranches {
+            layer: path.clone(),
+            requested: n,
+            max: MAX_BRANCHES,
+        });
+    }
+    Ok(())
+}
+
+/// The path of the only layer of branch `b` of the block that replaces `path`.
+pub(crate) fn branch_path(path: &LayerPath, b: usize) -> Result<LayerPath, MorphError> {
+    path.child(b, 0)
+        .ok_or_else(|| MorphError::InvalidParameter {
+            layer: path.clone(),
+            what: "layers nested too deep for a stacked subnet",
+        })
+}
+
+/// The stacked child before any branch is deepened.
+fn stack<T: Scalar>(
+    net: &Network<T>,
+    path: &LayerPath,
+    params: &StackedParams,
+    rng: &mut Rng,
+) -> Result<(Network<T>, MorphReport), MorphError> {
+    let mut layers = net.layers().to_vec();
+    let (seq, i) = locate(&mut layers, path, false)?;
+    let g = f64_kernel(linear_kernel(&seq[i], path, "subnet")?)?;
+    let n = params.n;
+    // Random split: zero-mean Gaussian noise per branch, `sum_b N_b = 0`.
+    let mut noise = alloc_try::with_capacity(if params.split == Split::Random { n } else { 0 })?;
+    if params.split == Split::Random {
+        let std = std_dev(&g.weight);
+        for _ in 0..n {
+            let mut z = alloc_try::filled(g.weight.len(), 0.0)?;
+            rng.fill_normals(&mut z, std);
+            noise.push(z);
+        }
+        let mean = (0..g.weight.len())
+            .map(|e| noise.iter().map(|z: &Vec<f64>| z[e]).sum::<f64>() / n as f64);
+        let mean = alloc_try::collected(g.weight.len(), mean)?;
+        for z in &mut noise {
+            z.iter_mut().zip(&mean).for_each(|(a, m)| *a -= m);
+        }
+    }
+    let mut branches = alloc_try::with_capacity(n)?;
+    for b in 0..n {
+        let mut layer = seq[i].clone();
+        if let Some(k) = layer.kernel_mut() {
+            for (e, (w, g)) in k.weight.iter_mut().zip(&g.weight).enumerate() {
+                *w = T::of_f64(g / n as f64 + noise.get(b).map_or(0.0, |z| z[e]));
+            }
+            if b > 0 {
+                k.bias.iter_mut().for_each(|v| *v = T::zero());
+            }
+        }
+        branches.push(alloc::vec![layer]);
+    }
+    seq[i] = Layer::ParallelSum(branches);
+    finish(
+        net,
+        layers,
+        MorphReport::closed_form("stacked", path.clone(), Vec::new(), 1.0),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec;
+
+    use super::*;
+    use crate::{Kernel, Shape, Tensor};
+
+    #[test]
+    fn stacked_subnets_have_at_most_max_branches() {
+        let mut rng = Rng::seed(5);
+        let mut k = Kernel::<f32>::zeros(3, 2, 1);
+        rng.fill_normals(&mut k.weight, 1.0);
+        let net = Network::new(Shape::flat(2), vec![Layer::Dense(k)]).unwrap();
+        let path = LayerPath::top(0);
+        let params = |n| StackedParams {
+            n,
+            split: Split::Random,
+            branch_depth: None,
+        };
+        // Before, n = 100000 ran for minutes.
+        for n in [MAX_BRANCHES + 1, 100_000, usize::MAX] {
+            let e = stacked(&net, &path, &params(n), &mut rng)
+                .map(|r| r.1)
+                .unwrap_err();
+            let want = MorphError::TooManyBranches {
+                layer: path.clone(),
+                requested: n,
+                max: MAX_BRANCHES,
+            };
+            assert_eq!(e, want);
+        }
+        // The largest stack still preserves an f32 network: one rounding per branch (see
+        // `MAX_BRANCHES`).
+        let (child, _) = stacked(&net, &path, &params(MAX_BRANCHES), &mut rng).unwrap();
+        let x = Tensor::random(4, net.input_shape(), &mut rng);
+        let (diff, scale) = child
+            .forward(&x)
+            .unwrap()
+            .max_abs_diff(&net.forward(&x).unwrap());
+        let tol = MAX_BRANCHES as f64 * f64::from(f32::EPSILON);
+        assert!(diff <= tol * scale.max(1.0), "{diff} vs {scale}");
+    }
 }

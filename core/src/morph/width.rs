@@ -12,9 +12,13 @@
 
 use alloc::vec::Vec;
 
-use super::{finish, linear_kernel, locate, nonzero_fraction, MorphError, MorphReport, NewLayer};
-use crate::solve::algorithm::std_dev;
-use crate::{ActKind, Layer, LayerPath, Network, PActivation, Rng, Scalar};
+use super::cost::{self, reserve};
+use super::{
+    finish, linear_kernel, locate, locate_ref, nonzero_fraction, MorphError, MorphReport, NewLayer,
+};
+use crate::alloc_try;
+use crate::solve::algorithm::std_dev_of;
+use crate::{ActKind, Kernel, Layer, LayerPath, Network, PActivation, Rng, Scalar};
 
 /// The stretch of a sequence from a widened layer `l` to the layer `l + 1` consuming its
 /// channels.
@@ -74,24 +78,25 @@ pub(crate) fn parent_channel<T: Scalar>(
     span: &Span,
     c: usize,
     scale: T,
-) -> Channel<T> {
+) -> Result<Channel<T>, MorphError> {
     let (f1, f2) = kernels(seq, span);
     let row = f1.inp * f1.k * f1.k;
     let run = span.block * f2.k * f2.k;
-    let mut outgoing = Vec::with_capacity(f2.out * run);
+    let mut outgoing = alloc_try::with_capacity(f2.out * run)?;
     for o in 0..f2.out {
         let start = (o * f2.inp + c * span.block) * f2.k * f2.k;
         outgoing.extend(f2.weight[start..start + run].iter().map(|v| *v * scale));
     }
-    Channel {
-        incoming: f1.weight[c * row..(c + 1) * row].to_vec(),
+    Ok(Channel {
+        incoming: alloc_try::copied(&f1.weight[c * row..(c + 1) * row])?,
         bias: f1.bias[c],
         a_from: Some(c),
         outgoing,
-    }
+    })
 }
 
-fn kernels<'a, T: Scalar>(
+/// The kernels of `F_l` and `F_{l+1}` of a span.
+pub(crate) fn kernels<'a, T: Scalar>(
     seq: &'a [Layer<T>],
     span: &Span,
 ) -> (&'a crate::Kernel<T>, &'a crate::Kernel<T>) {
@@ -102,31 +107,38 @@ fn kernels<'a, T: Scalar>(
     }
 }
 
-/// Rewrites `F_l`, the activations in between and `F_{l+1}` for `channels` (child order).
-/// Returns the fraction of non-zero values in the two rewritten weight tensors.
-pub(crate) fn apply_channels<T: Scalar>(
+/// Rewrites `F_l`, the activations in between and `F_{l+1}` for the `width` channels
+/// `channel(0), channel(1), ...` (child order). Returns the fraction of non-zero values in
+/// the two rewritten weight tensors.
+pub(crate) fn apply_channels<'c, T: Scalar + 'c>(
     seq: &mut [Layer<T>],
     span: &Span,
-    channels: &[Channel<T>],
-) -> f64 {
-    let w = channels.len();
+    width: usize,
+    channel: impl Fn(usize) -> &'c Channel<T>,
+) -> Result<f64, MorphError> {
     let (f1, f2) = kernels(seq, span);
-    let (mut g1, mut g2) = (f1.clone(), f2.clone());
-    g1.out = w;
-    g1.weight = channels
-        .iter()
-        .flat_map(|c| c.incoming.iter().copied())
-        .collect();
-    g1.bias = channels.iter().map(|c| c.bias).collect();
-    let run = span.block * f2.k * f2.k;
-    g2.inp = w * span.block;
-    g2.weight = (0..f2.out)
-        .flat_map(|o| {
-            channels
-                .iter()
-                .flat_map(move |c| c.outgoing[o * run..(o + 1) * run].iter().copied())
-        })
-        .collect();
+    let (row, run) = (f1.inp * f1.k * f1.k, span.block * f2.k * f2.k);
+    let mut g1 = Kernel {
+        out: width,
+        inp: f1.inp,
+        k: f1.k,
+        weight: alloc_try::with_capacity(width * row)?,
+        bias: alloc_try::collected(width, (0..width).map(|c| channel(c).bias))?,
+    };
+    (0..width).for_each(|c| g1.weight.extend_from_slice(&channel(c).incoming));
+    let mut g2 = Kernel {
+        out: f2.out,
+        inp: width * span.block,
+        k: f2.k,
+        weight: alloc_try::with_capacity(f2.out * width * run)?,
+        bias: alloc_try::copied(&f2.bias)?,
+    };
+    for o in 0..f2.out {
+        (0..width).for_each(|c| {
+            g2.weight
+                .extend_from_slice(&channel(c).outgoing[o * run..][..run])
+        });
+    }
     let nz = nonzero_fraction(&[&g1.weight, &g2.weight]);
     if let Some(k) = seq[span.i].kernel_mut() {
         *k = g1;
@@ -136,14 +148,11 @@ pub(crate) fn apply_channels<T: Scalar>(
     }
     for l in &mut seq[span.i + 1..span.j] {
         if let Layer::Activation(p) = l {
-            let old = core::mem::take(&mut p.a);
-            p.a = channels
-                .iter()
-                .map(|c| c.a_from.map_or(T::zero(), |s| old[s]))
-                .collect();
+            let a = (0..width).map(|c| channel(c).a_from.map_or(T::zero(), |s| p.a[s]));
+            p.a = alloc_try::collected(width, a)?;
         }
     }
-    nz
+    Ok(nz)
 }
 
 /// The report entries for a widened span.
@@ -194,8 +203,10 @@ pub fn widen<T: Scalar>(
     width: usize,
     rng: &mut Rng,
 ) -> Result<(Network<T>, MorphReport), MorphError> {
+    reserve(cost::width(net, path, width, "width")?)?;
+    let (c, span) = widening(net, path, width, "width")?;
     let mut layers = net.layers().to_vec();
-    let (seq, c, span) = widening(net, &mut layers, path, width, "width")?;
+    let (seq, _) = locate(&mut layers, path, false)?;
     let (f1, f2) = kernels(seq, &span);
     // The value a new channel with zero incoming weights and bias takes after the
     // activations in between (new channels get a = 0, the plain function).
@@ -214,7 +225,7 @@ pub fn widen<T: Scalar>(
     let (n_in, n_out) = (f1.inp * f1.k * f1.k, f2.out * span.block * f2.k * f2.k);
     let zero_incoming = zero_through == T::zero() && !kinked && n_in <= n_out;
     let std_of = |w: &[T]| {
-        let s = std_dev(&w.iter().map(|v| v.as_f64()).collect::<Vec<_>>());
+        let s = std_dev_of(w);
         if s > 0.0 {
             s
         } else {
@@ -222,19 +233,18 @@ pub fn widen<T: Scalar>(
         }
     };
     let (s_in, s_out) = (std_of(&f1.weight), std_of(&f2.weight));
-    let mut channels: Vec<Channel<T>> = (0..c)
-        .map(|ch| parent_channel(seq, &span, ch, T::one()))
-        .collect();
-    let cast = |v: Vec<f64>| v.into_iter().map(T::of_f64).collect::<Vec<T>>();
+    let mut channels = alloc_try::with_capacity(width)?;
+    for ch in 0..c {
+        channels.push(parent_channel(seq, &span, ch, T::one())?);
+    }
     for _ in c..width {
-        let (incoming, outgoing) = if zero_incoming {
-            (
-                alloc::vec![T::zero(); n_in],
-                cast(rng.normals(n_out, s_out)),
-            )
+        let mut incoming = alloc_try::filled(n_in, T::zero())?;
+        let mut outgoing = alloc_try::filled(n_out, T::zero())?;
+        if zero_incoming {
+            rng.fill_normals(&mut outgoing, s_out);
         } else {
-            (cast(rng.normals(n_in, s_in)), alloc::vec![T::zero(); n_out])
-        };
+            rng.fill_normals(&mut incoming, s_in);
+        }
         channels.push(Channel {
             incoming,
             bias: T::zero(),
@@ -242,13 +252,9 @@ pub fn widen<T: Scalar>(
             outgoing,
         });
     }
-    let mut taken: Vec<Option<Channel<T>>> = channels.into_iter().map(Some).collect();
-    let permuted: Vec<Channel<T>> = rng
-        .permutation(width)
-        .into_iter()
-        .filter_map(|p| taken[p].take())
-        .collect();
-    let nz = apply_channels(seq, &span, &permuted);
+    let mut order = alloc_try::collected(width, 0..width)?;
+    rng.shuffle(&mut order);
+    let nz = apply_channels(seq, &span, width, |j| &channels[order[j]])?;
     let new_layers = span_layers(seq, &span, path);
     finish(
         net,
@@ -258,17 +264,15 @@ pub fn widen<T: Scalar>(
 }
 
 /// The checks both width morphs share: `path` is a finite dense/conv layer no wider than
-/// `width`, with a finite consumer in its sequence. Returns that sequence, the current width
-/// and the span.
-pub(crate) fn widening<'a, T: Scalar>(
+/// `width`, with a finite consumer in its sequence. Returns the current width and the span.
+pub(crate) fn widening<T: Scalar>(
     net: &Network<T>,
-    layers: &'a mut Vec<Layer<T>>,
     path: &LayerPath,
     width: usize,
     op: &'static str,
-) -> Result<(&'a mut Vec<Layer<T>>, usize, Span), MorphError> {
-    let (seq, i) = locate(layers, path, false)?;
-    let c = linear_kernel(seq, i, path, op)?.out;
+) -> Result<(usize, Span), MorphError> {
+    let (seq, i) = locate_ref(net, path, false)?;
+    let c = linear_kernel(&seq[i], path, op)?.out;
     if width < c {
         return Err(MorphError::Narrower {
             layer: path.clone(),
@@ -277,8 +281,8 @@ pub(crate) fn widening<'a, T: Scalar>(
         });
     }
     let span = find_consumer(net, seq, path)?;
-    linear_kernel(seq, span.j, &path.with_last(span.j), op)?;
-    Ok((seq, c, span))
+    linear_kernel(&seq[span.j], &path.with_last(span.j), op)?;
+    Ok((c, span))
 }
 
 /// The dense or convolution layer that consumes the output channels of the layer at `path`
@@ -287,8 +291,7 @@ pub(crate) fn widening<'a, T: Scalar>(
 /// # Errors
 /// [`MorphError::NoSuchLayer`], [`MorphError::NotMorphable`] or [`MorphError::NoConsumer`].
 pub fn consumer<T: Scalar>(net: &Network<T>, path: &LayerPath) -> Result<LayerPath, MorphError> {
-    let mut layers = net.layers().to_vec();
-    let (seq, i) = locate(&mut layers, path, false)?;
-    linear_kernel(seq, i, path, "width")?;
+    let (seq, i) = locate_ref(net, path, false)?;
+    linear_kernel(&seq[i], path, "width")?;
     find_consumer(net, seq, path).map(|s| path.with_last(s.j))
 }

@@ -11,13 +11,14 @@ use alloc::vec::Vec;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 
-use super::forward::{forward_layer, forward_layer_ref, output_shape};
+use super::forward::{forward_layer, forward_layer_ref};
 use super::layer::Shape;
 use super::layer::{ActKind, Conv2d, Kernel, Layer, PActivation};
-use super::network::{NetError, Network};
+use super::network::{check_length, infer_layer, LayerPath, NetError, Network};
 use super::patches::Patches;
 use super::pool::{avg_pool_backward, max_pool_argmax, max_pool_backward};
 use super::reduce::{sum, sum_by};
+use crate::alloc_try;
 use crate::{Scalar, Tensor};
 
 /// What a training forward pass keeps for the backward pass: every layer's input.
@@ -63,37 +64,29 @@ impl<T: Scalar> Network<T> {
     /// Forward pass that also records what [`Network::backward`] needs.
     ///
     /// # Errors
-    /// [`NetError::InputShape`] if the samples do not have [`Network::input_shape`].
+    /// As [`Network::forward`].
     pub fn forward_trace(&self, x: &Tensor<T>) -> Result<(Tensor<T>, Trace<T>), NetError> {
         self.check_input(x)?;
-        Ok(trace_seq(self.layers(), x.clone()))
+        trace_seq(self.layers(), x.try_clone()?)
     }
 
     /// [`Network::forward_trace`] on a batch the trace may keep (no copy of the input).
     ///
     /// # Errors
-    /// As [`Network::forward_trace`].
+    /// As [`Network::forward`].
     pub fn forward_trace_owned(&self, x: Tensor<T>) -> Result<(Tensor<T>, Trace<T>), NetError> {
         self.check_input(&x)?;
-        Ok(trace_seq(self.layers(), x))
-    }
-
-    fn check_input(&self, x: &Tensor<T>) -> Result<(), NetError> {
-        if x.shape != self.input_shape() {
-            return Err(NetError::InputShape {
-                expected: self.input_shape(),
-                found: x.shape,
-            });
-        }
-        Ok(())
+        trace_seq(self.layers(), x)
     }
 
     /// Gradients of a loss whose gradient at the output is `dy`, for the forward pass that
     /// produced `trace`.
     ///
     /// # Errors
-    /// [`NetError::InputShape`] if `dy` does not have the output's shape and batch size, or
-    /// the trace does not come from this network.
+    /// [`NetError::InputShape`] if `dy` does not have the output's shape and batch size;
+    /// [`NetError::InputLength`] if it does not hold `dy.n` samples' values;
+    /// [`NetError::Trace`] if the trace was recorded by another network;
+    /// [`NetError::Alloc`] if a gradient cannot be allocated.
     ///
     /// # Examples
     /// ```
@@ -134,28 +127,74 @@ impl<T: Scalar> Network<T> {
             Step::Input(t) | Step::Branches(t, _) => t.n,
             Step::MaxPool(n, ..) | Step::Flatten(n, _) => *n,
         });
-        if dy.shape != self.output_shape()
-            || dy.n != batch
-            || trace.steps.len() != self.layers().len()
-        {
+        if dy.shape != self.output_shape() || dy.n != batch {
             return Err(NetError::InputShape {
                 expected: self.output_shape(),
                 found: dy.shape,
             });
         }
-        let (input, layers) = backward_seq(self.layers(), &trace.steps, dy.clone(), need_dx);
+        check_length(dy)?;
+        if trace_output(self.layers(), &trace.steps, self.input_shape(), batch).is_none() {
+            return Err(NetError::Trace);
+        }
+        let (input, layers) = backward_seq(self.layers(), &trace.steps, dy.try_clone()?, need_dx)?;
         Ok(Gradients { layers, input })
     }
 }
 
-fn trace_seq<T: Scalar>(layers: &[Layer<T>], mut x: Tensor<T>) -> (Tensor<T>, Trace<T>) {
+/// The output shape of `layers` if `steps` is what they record on `n` samples of `input`
+/// (so the backward pass's shapes all agree), else `None`.
+fn trace_output<T: Scalar>(
+    layers: &[Layer<T>],
+    steps: &[Step<T>],
+    input: Shape,
+    n: usize,
+) -> Option<Shape> {
+    if layers.len() != steps.len() {
+        return None;
+    }
+    let mut shape = input;
+    for (l, step) in layers.iter().zip(steps) {
+        let out = infer_layer(l, shape, &LayerPath::default()).ok()?;
+        let fits = |x: &Tensor<T>| x.n == n && x.shape == shape;
+        let recorded = match (l, step) {
+            (Layer::ParallelSum(bs), Step::Branches(x, traces)) => {
+                fits(x)
+                    && bs.len() == traces.len()
+                    && bs
+                        .iter()
+                        .zip(traces)
+                        .all(|(b, t)| trace_output(b, &t.steps, shape, n).is_some())
+            }
+            (Layer::MaxPool2d(_), Step::MaxPool(m, s, at)) => {
+                (*m, *s) == (n, shape) && out.len().checked_mul(n) == Some(at.len())
+            }
+            (Layer::Flatten, Step::Flatten(m, s)) => (*m, *s) == (n, shape),
+            (
+                Layer::Dense(_) | Layer::Conv2d(_) | Layer::AvgPool2d(_) | Layer::Activation(_),
+                Step::Input(x),
+            ) => fits(x),
+            _ => false,
+        };
+        if !recorded {
+            return None;
+        }
+        shape = out;
+    }
+    Some(shape)
+}
+
+fn trace_seq<T: Scalar>(
+    layers: &[Layer<T>],
+    mut x: Tensor<T>,
+) -> Result<(Tensor<T>, Trace<T>), NetError> {
     let mut steps = Vec::with_capacity(layers.len());
     for l in layers {
         if let Layer::ParallelSum(bs) = l {
             let mut sum: Option<Tensor<T>> = None;
             let mut traces = Vec::with_capacity(bs.len());
             for b in bs {
-                let (y, t) = trace_seq(b, x.clone());
+                let (y, t) = trace_seq(b, x.try_clone()?)?;
                 traces.push(t);
                 sum = Some(match sum {
                     None => y,
@@ -166,40 +205,52 @@ fn trace_seq<T: Scalar>(layers: &[Layer<T>], mut x: Tensor<T>) -> (Tensor<T>, Tr
                 });
             }
             let input = x;
-            x = sum.unwrap_or_else(|| input.clone());
+            x = match sum {
+                Some(s) => s,
+                None => input.try_clone()?,
+            };
             steps.push(Step::Branches(input, traces));
         } else if let Layer::MaxPool2d(p) = l {
-            let (y, argmax) = max_pool_argmax(p, &x, output_shape(l, x.shape));
+            let out = infer_layer(l, x.shape, &LayerPath::default())?;
+            let (y, argmax) = max_pool_argmax(p, &x, out)?;
             steps.push(Step::MaxPool(x.n, x.shape, argmax));
             x = y;
         } else if let Layer::Flatten = l {
             steps.push(Step::Flatten(x.n, x.shape));
-            x = forward_layer(l, x);
+            x = forward_layer(l, x)?;
         } else {
-            let y = forward_layer_ref(l, &x);
+            let y = forward_layer_ref(l, &x)?;
             steps.push(Step::Input(x));
             x = y;
         }
     }
-    (x, Trace { steps })
+    Ok((x, Trace { steps }))
 }
 
+/// A sequence's input gradient (if asked for) and its layers' gradients.
+type SeqGradients<T> = (Option<Tensor<T>>, Vec<Layer<T>>);
+
 /// Backward through a sequence; the input gradient of its first layer only if `need_dx`.
+/// `steps` must be what `layers` recorded (see [`trace_output`]).
 fn backward_seq<T: Scalar>(
     layers: &[Layer<T>],
     steps: &[Step<T>],
     mut dy: Tensor<T>,
     need_dx: bool,
-) -> (Option<Tensor<T>>, Vec<Layer<T>>) {
+) -> Result<SeqGradients<T>, NetError> {
     let mut grads = Vec::with_capacity(layers.len());
     for (i, (l, step)) in layers.iter().zip(steps).enumerate().rev() {
         let want = need_dx || i > 0;
         let (dx, g) = match (l, step) {
             (Layer::ParallelSum(bs), Step::Branches(x, traces)) => {
-                let mut dx: Option<Tensor<T>> = (want && bs.is_empty()).then(|| dy.clone());
+                let mut dx = if want && bs.is_empty() {
+                    Some(dy.try_clone()?)
+                } else {
+                    None
+                };
                 let mut gs = Vec::with_capacity(bs.len());
                 for (b, t) in bs.iter().zip(traces) {
-                    let (dxb, gb) = backward_seq(b, &t.steps, dy.clone(), want);
+                    let (dxb, gb) = backward_seq(b, &t.steps, dy.try_clone()?, want)?;
                     dx = match (dx, dxb) {
                         (Some(mut d), Some(db)) => {
                             d.data.iter_mut().zip(&db.data).for_each(|(a, v)| *a += *v);
@@ -212,7 +263,7 @@ fn backward_seq<T: Scalar>(
                 debug_assert!(!want || dx.as_ref().is_some_and(|d| d.shape == x.shape));
                 (dx, Layer::ParallelSum(gs))
             }
-            (_, Step::Input(x)) => backward_layer(l, x, &dy, want),
+            (_, Step::Input(x)) => backward_layer(l, x, &dy, want)?,
             (_, Step::Flatten(n, shape)) => {
                 grads.push(Layer::Flatten);
                 // The same values in the input's shape: no copy.
@@ -220,11 +271,15 @@ fn backward_seq<T: Scalar>(
                 dy.shape = *shape;
                 continue;
             }
-            (_, Step::MaxPool(n, shape, argmax)) => (
-                want.then(|| max_pool_backward(argmax, &dy, *n, *shape)),
-                l.clone(),
-            ),
-            // Traces are built by `trace_seq` over the same layers.
+            (_, Step::MaxPool(n, shape, argmax)) => {
+                let dx = if want {
+                    Some(max_pool_backward(argmax, &dy, *n, *shape)?)
+                } else {
+                    None
+                };
+                (dx, l.clone())
+            }
+            // `backward_with` checked the trace against the layers.
             (_, Step::Branches(..)) => unreachable!("trace does not match the network"),
         };
         grads.push(g);
@@ -233,7 +288,7 @@ fn backward_seq<T: Scalar>(
         }
     }
     grads.reverse();
-    (need_dx.then_some(dy), grads)
+    Ok((need_dx.then_some(dy), grads))
 }
 
 /// One layer's parameter gradients, and its input gradient if `want`.
@@ -242,14 +297,14 @@ fn backward_layer<T: Scalar>(
     x: &Tensor<T>,
     dy: &Tensor<T>,
     want: bool,
-) -> (Option<Tensor<T>>, Layer<T>) {
-    match l {
+) -> Result<(Option<Tensor<T>>, Layer<T>), NetError> {
+    Ok(match l {
         Layer::Dense(k) => {
-            let (dx, g) = dense_backward(k, x, dy, want);
+            let (dx, g) = dense_backward(k, x, dy, want)?;
             (dx, Layer::Dense(g))
         }
         Layer::Conv2d(c) => {
-            let (dx, kernel) = conv_backward(c, x, dy, want);
+            let (dx, kernel) = conv_backward(c, x, dy, want)?;
             (
                 dx,
                 Layer::Conv2d(Conv2d {
@@ -259,16 +314,23 @@ fn backward_layer<T: Scalar>(
                 }),
             )
         }
-        Layer::AvgPool2d(p) => (want.then(|| avg_pool_backward(p, x, dy)), l.clone()),
+        Layer::AvgPool2d(p) => {
+            let dx = if want {
+                Some(avg_pool_backward(p, x, dy)?)
+            } else {
+                None
+            };
+            (dx, l.clone())
+        }
         Layer::Activation(p) => {
-            let (dx, g) = act_backward(p, x, dy);
+            let (dx, g) = act_backward(p, x, dy)?;
             (want.then_some(dx), Layer::Activation(g))
         }
         // Handled by `backward_seq`.
         Layer::ParallelSum(_) => unreachable!("parallel blocks carry branch traces"),
         Layer::MaxPool2d(_) => unreachable!("max pooling records where its maxima are"),
         Layer::Flatten => unreachable!("flatten records its input shape"),
-    }
+    })
 }
 
 /// `dW = dY^T X`, `db = sum_n dY`, `dX = dY W`.
@@ -277,8 +339,8 @@ fn dense_backward<T: Scalar>(
     x: &Tensor<T>,
     dy: &Tensor<T>,
     want: bool,
-) -> (Option<Tensor<T>>, Kernel<T>) {
-    let mut g = Kernel::zeros(k.out, k.inp, 1);
+) -> Result<(Option<Tensor<T>>, Kernel<T>), NetError> {
+    let mut g = Kernel::try_zeros(k.out, k.inp, 1)?;
     let xm = MatRef::from_row_major_slice(&x.data, x.n, k.inp);
     let dym = MatRef::from_row_major_slice(&dy.data, x.n, k.out);
     let wm = MatRef::from_row_major_slice(&k.weight, k.out, k.inp);
@@ -294,9 +356,9 @@ fn dense_backward<T: Scalar>(
         g.bias.iter_mut().zip(row).for_each(|(b, v)| *b += *v);
     }
     if !want {
-        return (None, g);
+        return Ok((None, g));
     }
-    let mut dx = Tensor::zeros(x.n, x.shape);
+    let mut dx = Tensor::try_zeros(x.n, x.shape)?;
     matmul(
         MatMut::from_row_major_slice_mut(&mut dx.data, x.n, k.inp),
         Accum::Replace,
@@ -305,7 +367,7 @@ fn dense_backward<T: Scalar>(
         T::one(),
         Par::Seq,
     );
-    (Some(dx), g)
+    Ok((Some(dx), g))
 }
 
 /// `dW = dY cols^T` and `db = sum dY` per sample and band; `dX` either as the stride-1
@@ -317,15 +379,16 @@ fn conv_backward<T: Scalar>(
     x: &Tensor<T>,
     dy: &Tensor<T>,
     want: bool,
-) -> (Option<Tensor<T>>, Kernel<T>) {
+) -> Result<(Option<Tensor<T>>, Kernel<T>), NetError> {
     let k = &c.kernel;
     let out = dy.shape;
     let px = out.h * out.w;
-    let transposed = want.then(|| flipped(c)).flatten();
+    let transposed = if want { flipped(c)? } else { None };
     let scatter = want && transposed.is_none();
     let mut bias = alloc::vec![T::zero(); k.out];
-    let mut dx = Tensor::zeros(if scatter { x.n } else { 0 }, x.shape);
-    let mut patches = Patches::new(c, x.shape, out);
+    let mut dx = Tensor::try_zeros(if scatter { x.n } else { 0 }, x.shape)?;
+    let mut patches = Patches::new(c, x.shape, out)?;
+    patches.reserve_gradients(scatter)?;
     let len = x.shape.len();
     for img in 0..x.n {
         let dyi = dy.sample(img);
@@ -350,25 +413,25 @@ fn conv_backward<T: Scalar>(
         out: k.out,
         inp: k.inp,
         k: k.k,
-        weight: patches.weight_gradient(),
+        weight: patches.weight_gradient()?,
         bias,
     };
     let dx = match transposed {
-        Some(t) => Some(forward_layer_ref(&Layer::Conv2d(t), dy)),
+        Some(t) => Some(forward_layer_ref(&Layer::Conv2d(t), dy)?),
         None => scatter.then_some(dx),
     };
-    (dx, g)
+    Ok((dx, g))
 }
 
 /// For a stride-1 convolution with padding `p < K`: the convolution whose output is the input
 /// gradient, `dX = conv(dY; W')` with `W'[i, o, a, b] = W[o, i, K-1-a, K-1-b]`, padding
 /// `K - 1 - p` and no bias. `None` for other layers.
-fn flipped<T: Scalar>(c: &Conv2d<T>) -> Option<Conv2d<T>> {
+fn flipped<T: Scalar>(c: &Conv2d<T>) -> Result<Option<Conv2d<T>>, NetError> {
     let k = &c.kernel;
     if c.stride != 1 || c.pad >= k.k {
-        return None;
+        return Ok(None);
     }
-    let mut t = Kernel::zeros(k.inp, k.out, k.k);
+    let mut t = Kernel::try_zeros(k.inp, k.out, k.k)?;
     for o in 0..k.out {
         for i in 0..k.inp {
             for a in 0..k.k {
@@ -379,11 +442,11 @@ fn flipped<T: Scalar>(c: &Conv2d<T>) -> Option<Conv2d<T>> {
             }
         }
     }
-    Some(Conv2d {
+    Ok(Some(Conv2d {
         kernel: t,
         stride: 1,
         pad: k.k - 1 - c.pad,
-    })
+    }))
 }
 
 /// `dX = dY ((1 - a) phi'(X) + a)`, `da_c = sum dY (X - phi(X))` over the channel's values.
@@ -391,9 +454,9 @@ fn act_backward<T: Scalar>(
     p: &PActivation<T>,
     x: &Tensor<T>,
     dy: &Tensor<T>,
-) -> (Tensor<T>, PActivation<T>) {
+) -> Result<(Tensor<T>, PActivation<T>), NetError> {
     let plane = x.shape.h * x.shape.w;
-    let mut dx = Vec::with_capacity(x.data.len());
+    let mut dx = alloc_try::with_capacity(x.data.len())?;
     let mut da = alloc::vec![T::zero(); p.a.len()];
     let samples = x
         .data
@@ -430,7 +493,7 @@ fn act_backward<T: Scalar>(
             }
         }
     }
-    (
+    Ok((
         Tensor {
             n: x.n,
             shape: x.shape,
@@ -440,12 +503,47 @@ fn act_backward<T: Scalar>(
             kind: p.kind,
             a: da,
         },
-    )
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gradients_and_traces_that_do_not_fit_are_refused() {
+        let dense = |inp| Layer::Dense(Kernel::<f64>::zeros(1, inp, 1));
+        let net =
+            Network::new(Shape::image(1, 2, 2), alloc::vec![Layer::Flatten, dense(4)]).unwrap();
+        let x = Tensor::new(2, net.input_shape(), alloc::vec![0.5; 8]).unwrap();
+        let (y, trace) = net.forward_trace(&x).unwrap();
+        let short = Tensor {
+            n: 2,
+            shape: y.shape,
+            data: alloc::vec![1.0],
+        };
+        let want = NetError::InputLength {
+            n: 2,
+            shape: y.shape,
+            found: 1,
+        };
+        assert_eq!(net.backward(&trace, &short).unwrap_err(), want);
+        assert_eq!(net.param_gradients(&trace, &short).unwrap_err(), want);
+        // A trace of another network with as many layers and the same output: before, the
+        // dense layer's backward pass hit faer's shape assertion on its 9-feature input.
+        let other =
+            Network::new(Shape::image(1, 3, 3), alloc::vec![Layer::Flatten, dense(9)]).unwrap();
+        let (_, foreign) = other
+            .forward_trace(&Tensor::new(2, other.input_shape(), alloc::vec![0.5; 18]).unwrap())
+            .unwrap();
+        let dy = Tensor::new(2, y.shape, alloc::vec![1.0, 1.0]).unwrap();
+        assert_eq!(net.backward(&foreign, &dy).unwrap_err(), NetError::Trace);
+        assert_eq!(
+            net.param_gradients(&foreign, &dy).unwrap_err(),
+            NetError::Trace
+        );
+        assert!(net.backward(&trace, &dy).is_ok());
+    }
 
     #[test]
     fn flatten_passes_the_gradient_back_in_the_input_shape() {

@@ -2,6 +2,7 @@
 
 use alloc::vec::Vec;
 
+use crate::alloc_try::{self, AllocError};
 use crate::Scalar;
 
 /// Shape of one sample's blob: channels, height, width. Flat features are `(c, 1, 1)`.
@@ -24,9 +25,26 @@ impl Shape {
     pub const fn flat(n: usize) -> Self {
         Self { c: n, h: 1, w: 1 }
     }
-    /// Number of values per sample.
+    /// Number of values per sample, saturating at `usize::MAX` (a validated [`Network`] never
+    /// gets near it; use [`Shape::checked_len`] for shapes from elsewhere).
+    ///
+    /// [`Network`]: crate::Network
     pub const fn len(&self) -> usize {
-        self.c * self.h * self.w
+        self.c.saturating_mul(self.h).saturating_mul(self.w)
+    }
+    /// Number of values per sample, or `None` if `c * h * w` overflows `usize`.
+    ///
+    /// # Examples
+    /// ```
+    /// use netmorph_core::Shape;
+    /// assert_eq!(Shape::image(3, 32, 32).checked_len(), Some(3072));
+    /// assert_eq!(Shape::image(1 << 32, 1 << 32, 1).checked_len(), None);
+    /// ```
+    pub const fn checked_len(&self) -> Option<usize> {
+        match self.c.checked_mul(self.h) {
+            Some(ch) => ch.checked_mul(self.w),
+            None => None,
+        }
     }
     /// Whether the blob holds no values.
     pub const fn is_empty(&self) -> bool {
@@ -56,14 +74,32 @@ pub struct Kernel<T> {
 
 impl<T: Scalar> Kernel<T> {
     /// A kernel filled with zeros.
+    ///
+    /// # Panics
+    /// If `out * inp * k * k` overflows `usize` or the weights cannot be allocated (networks
+    /// and morphs build their kernels fallibly and report such sizes as errors).
+    #[track_caller]
     pub fn zeros(out: usize, inp: usize, k: usize) -> Self {
-        Self {
+        match Self::try_zeros(out, inp, k) {
+            Ok(kernel) => kernel,
+            Err(e) => panic!(
+                "Kernel::zeros({out}, {inp}, {k}) needs {} bytes, more than can be allocated",
+                e.bytes
+            ),
+        }
+    }
+
+    /// [`Kernel::zeros`] that reports a size it cannot allocate (`usize::MAX` bytes when the
+    /// weight count overflows).
+    pub(crate) fn try_zeros(out: usize, inp: usize, k: usize) -> Result<Self, AllocError> {
+        let len = alloc_try::product(&[out, inp, k, k]).ok_or(AllocError { bytes: usize::MAX })?;
+        Ok(Self {
             out,
             inp,
             k,
-            weight: alloc::vec![T::zero(); out * inp * k * k],
-            bias: alloc::vec![T::zero(); out],
-        }
+            weight: alloc_try::filled(len, T::zero())?,
+            bias: alloc_try::filled(out, T::zero())?,
+        })
     }
 
     /// Index of `weight[o, i, y, x]`.

@@ -10,5 +10,5 @@ mod reduce;
 
 pub use backward::{Gradients, Trace};
 pub use layer::{ActKind, Conv2d, Kernel, Layer, PActivation, Pool, Shape};
-pub(crate) use network::seq_at_mut;
+pub(crate) use network::{check_length, seq_at, seq_at_mut};
 pub use network::{LayerPath, NetError, Network, MAX_PATH_DEPTH};

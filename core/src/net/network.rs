@@ -2,10 +2,12 @@
 
 use alloc::vec::Vec;
 use core::fmt;
+use core::mem::size_of;
 
-use super::layer::{Layer, Shape};
+use super::layer::{Kernel, Layer, Shape};
 use super::pool::MAX_POOL_PLANE;
-use crate::Scalar;
+use crate::alloc_try::{product, AllocError};
+use crate::{Scalar, Tensor};
 
 /// Maximum nesting of a [`LayerPath`]: top level, branch, layer, branch, layer, ...
 pub const MAX_PATH_DEPTH: usize = 8;
@@ -125,6 +127,37 @@ pub enum NetError {
         /// The tensor's sample shape.
         found: Shape,
     },
+    /// A size of a layer (or, for the empty path, of the network's input) overflows `usize` or
+    /// exceeds what one allocation can hold (`isize::MAX` bytes per sample): such a network
+    /// could never run.
+    TooLarge {
+        /// The layer; empty for the network's input.
+        layer: LayerPath,
+        /// Which size (`"output"`, `"padded input"`, `"weight count"`, ...).
+        what: &'static str,
+    },
+    /// The input shape has a zero channel count, height or width.
+    EmptyInput {
+        /// The input shape.
+        input: Shape,
+    },
+    /// A tensor's value count is not its batch size times its sample size (its fields are
+    /// public, so nothing else enforces it).
+    InputLength {
+        /// Batch size.
+        n: usize,
+        /// Sample shape.
+        shape: Shape,
+        /// Values the tensor holds.
+        found: usize,
+    },
+    /// A trace given to [`Network::backward`] was recorded by another network.
+    Trace,
+    /// A buffer for a layer's output or gradient could not be allocated.
+    Alloc {
+        /// Bytes requested.
+        bytes: usize,
+    },
 }
 
 impl fmt::Display for NetError {
@@ -169,11 +202,49 @@ impl fmt::Display for NetError {
                 "input samples are {}x{}x{} but the network takes {}x{}x{}; reshape the input",
                 found.c, found.h, found.w, expected.c, expected.h, expected.w
             ),
+            Self::TooLarge { layer, what } if layer.0.is_empty() => write!(
+                f,
+                "the network's {what} exceeds the largest possible allocation (isize::MAX bytes); \
+                 use a smaller input"
+            ),
+            Self::TooLarge { layer, what } => write!(
+                f,
+                "layer {layer}: its {what} exceeds the largest possible allocation (isize::MAX \
+                 bytes); use smaller sizes, kernels or padding"
+            ),
+            Self::EmptyInput { input } => write!(
+                f,
+                "the input shape {}x{}x{} holds no values; give it at least one channel, row and column",
+                input.c, input.h, input.w
+            ),
+            Self::InputLength { n, shape, found } => {
+                write!(f, "the tensor holds {found} values but {n} samples of {}x{}x{} need ", shape.c, shape.h, shape.w)?;
+                match shape.checked_len().and_then(|l| l.checked_mul(*n)) {
+                    Some(need) => write!(f, "{need}")?,
+                    None => write!(f, "more than usize::MAX")?,
+                }
+                write!(f, "; build tensors with Tensor::new, which checks the length")
+            }
+            Self::Trace => write!(
+                f,
+                "the trace was recorded by a different network; run forward_trace on the network \
+                 you differentiate"
+            ),
+            Self::Alloc { bytes } => write!(
+                f,
+                "could not allocate {bytes} bytes for a layer's output or gradient; use a smaller batch"
+            ),
         }
     }
 }
 
 impl core::error::Error for NetError {}
+
+impl From<AllocError> for NetError {
+    fn from(e: AllocError) -> Self {
+        Self::Alloc { bytes: e.bytes }
+    }
+}
 
 /// A feed-forward network: an input shape and a sequence of layers, validated on construction.
 ///
@@ -202,10 +273,23 @@ pub struct Network<T> {
 impl<T: Scalar> Network<T> {
     /// Validates `layers` against `input` and builds the network.
     ///
+    /// Every size the forward and backward passes derive from the geometry (a blob per
+    /// sample, a padded input, a kernel's weight count, the patch matrix of one output row of a
+    /// convolution) must fit one allocation, `isize::MAX` bytes: a larger one could never be
+    /// stored, and refusing it here keeps every size and offset those passes compute inside
+    /// `usize`.
+    ///
     /// # Errors
-    /// A [`NetError`] naming the first layer whose parameters or geometry do not fit.
+    /// A [`NetError`] naming the first layer whose parameters or geometry do not fit;
+    /// [`NetError::EmptyInput`] for an input shape with a zero dimension;
+    /// [`NetError::TooLarge`] for a size that overflows or exceeds one allocation.
     pub fn new(input: Shape, layers: Vec<Layer<T>>) -> Result<Self, NetError> {
-        let output = infer_seq(&layers, input, &LayerPath::default())?;
+        if input.c == 0 || input.h == 0 || input.w == 0 {
+            return Err(NetError::EmptyInput { input });
+        }
+        let root = LayerPath::default();
+        fits::<T>(input.checked_len(), &root, "input sample")?;
+        let output = infer_seq(&layers, input, &root)?;
         Ok(Self {
             input,
             output,
@@ -241,6 +325,17 @@ impl<T: Scalar> Network<T> {
     /// Total number of learnable parameters.
     pub fn param_count(&self) -> usize {
         self.layers.iter().map(Layer::param_count).sum()
+    }
+
+    /// Checks that `x` holds samples of the input shape, `x.n * input.len()` values.
+    pub(crate) fn check_input(&self, x: &Tensor<T>) -> Result<(), NetError> {
+        if x.shape != self.input {
+            return Err(NetError::InputShape {
+                expected: self.input,
+                found: x.shape,
+            });
+        }
+        check_length(x)
     }
 
     /// The layer at `path`, if any.
@@ -329,12 +424,41 @@ fn infer_seq<T: Scalar>(
     Ok(shape)
 }
 
+/// Checks that a tensor holds `n * shape.len()` values.
+pub(crate) fn check_length<T>(x: &Tensor<T>) -> Result<(), NetError> {
+    if x.shape.checked_len().and_then(|l| l.checked_mul(x.n)) == Some(x.data.len()) {
+        Ok(())
+    } else {
+        Err(NetError::InputLength {
+            n: x.n,
+            shape: x.shape,
+            found: x.data.len(),
+        })
+    }
+}
+
+/// `len` if it fits one allocation of `T`s (`isize::MAX` bytes), else [`NetError::TooLarge`].
+fn fits<T>(len: Option<usize>, layer: &LayerPath, what: &'static str) -> Result<usize, NetError> {
+    len.filter(|n| *n <= isize::MAX as usize / size_of::<T>())
+        .ok_or_else(|| NetError::TooLarge {
+            layer: layer.clone(),
+            what,
+        })
+}
+
 /// Output shape of one layer for input `s`.
 pub(crate) fn infer_layer<T: Scalar>(
     l: &Layer<T>,
     s: Shape,
     path: &LayerPath,
 ) -> Result<Shape, NetError> {
+    let out = infer_geometry(l, s, path)?;
+    fits::<T>(out.checked_len(), path, "output")?;
+    Ok(out)
+}
+
+/// [`infer_layer`] before the output's size check.
+fn infer_geometry<T: Scalar>(l: &Layer<T>, s: Shape, path: &LayerPath) -> Result<Shape, NetError> {
     let layer = path.clone();
     match l {
         Layer::Dense(k) => {
@@ -355,15 +479,28 @@ pub(crate) fn infer_layer<T: Scalar>(
             }
             channels(c.kernel.inp, s.c, &layer)?;
             let k = c.kernel.k;
-            let (h, w) = (s.h + 2 * c.pad, s.w + 2 * c.pad);
+            let padded = |n: usize| c.pad.checked_mul(2).and_then(|p| p.checked_add(n));
+            let (h, w) = match (padded(s.h), padded(s.w)) {
+                (Some(h), Some(w)) => (h, w),
+                _ => {
+                    return Err(NetError::TooLarge {
+                        layer,
+                        what: "padded input",
+                    })
+                }
+            };
+            fits::<T>(product(&[s.c, h, w]), &layer, "padded input")?;
             if h < k || w < k {
                 return Err(NetError::WindowTooLarge { layer, k, input: s });
             }
-            Ok(Shape::image(
-                c.kernel.out,
-                (h - k) / c.stride + 1,
-                (w - k) / c.stride + 1,
-            ))
+            let out = Shape::image(c.kernel.out, (h - k) / c.stride + 1, (w - k) / c.stride + 1);
+            // The forward pass copies at least one output row's patches at a time.
+            fits::<T>(
+                product(&[s.c, k, k, out.w]),
+                &layer,
+                "patch matrix of one output row",
+            )?;
+            Ok(out)
         }
         Layer::MaxPool2d(p) | Layer::AvgPool2d(p) => {
             if p.k == 0 || p.stride == 0 {
@@ -416,13 +553,14 @@ fn channels(expected: usize, found: usize, layer: &LayerPath) -> Result<(), NetE
     }
 }
 
-fn check_kernel<T: Scalar>(k: &super::layer::Kernel<T>, layer: &LayerPath) -> Result<(), NetError> {
+fn check_kernel<T: Scalar>(k: &Kernel<T>, layer: &LayerPath) -> Result<(), NetError> {
     if k.out == 0 || k.inp == 0 || k.k == 0 {
         return Err(NetError::ZeroSize {
             layer: layer.clone(),
         });
     }
-    if k.weight.len() != k.out * k.inp * k.k * k.k || k.bias.len() != k.out {
+    let len = fits::<T>(product(&[k.out, k.inp, k.k, k.k]), layer, "weight count")?;
+    if k.weight.len() != len || k.bias.len() != k.out {
         return Err(NetError::ParamLength {
             layer: layer.clone(),
         });
@@ -432,8 +570,99 @@ fn check_kernel<T: Scalar>(k: &super::layer::Kernel<T>, layer: &LayerPath) -> Re
 
 #[cfg(test)]
 mod tests {
+    use alloc::string::ToString;
+    use alloc::vec;
+
     use super::*;
-    use crate::net::layer::Pool;
+    use crate::net::layer::{ActKind, Conv2d, PActivation, Pool};
+
+    fn conv(k: usize, pad: usize) -> Layer<f32> {
+        Layer::Conv2d(Conv2d {
+            kernel: Kernel::zeros(1, 1, k),
+            stride: 1,
+            pad,
+        })
+    }
+
+    #[test]
+    fn sizes_past_usize_or_one_allocation_are_refused() {
+        let input = Shape::image(1, 4, 4);
+        // `h + 2 pad` wraps around: before, a release build accepted it and the forward pass
+        // panicked in its patch copy.
+        let e = Network::new(input, vec![conv(1, usize::MAX / 2)]).unwrap_err();
+        assert_eq!(
+            e,
+            NetError::TooLarge {
+                layer: LayerPath::top(0),
+                what: "padded input"
+            }
+        );
+        assert!(
+            e.to_string()
+                .starts_with("layer 0: its padded input exceeds"),
+            "{e}"
+        );
+        // Padding that fits `usize`, but a padded sample no allocation can hold.
+        let e = Network::new(input, vec![conv(1, 1 << 30)]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                NetError::TooLarge {
+                    what: "padded input",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        // A weight count `out * in * k * k` that overflows (no weights need to exist).
+        let huge = Kernel::<f32> {
+            out: 1 << 32,
+            inp: 1 << 32,
+            k: 1,
+            weight: Vec::new(),
+            bias: Vec::new(),
+        };
+        let e = Network::new(Shape::flat(1 << 32), vec![Layer::Dense(huge)]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                NetError::TooLarge {
+                    what: "weight count",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        // An input sample whose `c h w` overflows.
+        let e = Network::<f32>::new(Shape::image(1 << 40, 1 << 30, 1), vec![]).unwrap_err();
+        assert_eq!(
+            e,
+            NetError::TooLarge {
+                layer: LayerPath::default(),
+                what: "input sample"
+            }
+        );
+        assert!(
+            e.to_string().starts_with("the network's input sample"),
+            "{e}"
+        );
+        // Large but representable geometry still builds.
+        assert!(Network::new(Shape::image(1, 1, 1), vec![conv(1, 1 << 20)]).is_ok());
+    }
+
+    #[test]
+    fn empty_inputs_are_refused() {
+        // Before, this network built, and its forward pass panicked in `chunks_exact(0)`.
+        let relu = Layer::Activation(PActivation::plain(ActKind::Relu, 2));
+        for input in [
+            Shape::image(2, 0, 3),
+            Shape::image(2, 3, 0),
+            Shape::image(0, 3, 3),
+        ] {
+            let e = Network::<f64>::new(input, vec![relu.clone()]).unwrap_err();
+            assert_eq!(e, NetError::EmptyInput { input });
+        }
+    }
 
     #[test]
     fn max_pooling_refuses_planes_beyond_u32_offsets() {

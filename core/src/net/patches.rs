@@ -22,6 +22,7 @@ use faer::reborrow::ReborrowMut;
 use faer::{Accum, MatMut, MatRef, Par};
 
 use super::layer::{Conv2d, Shape};
+use crate::alloc_try::{self, AllocError};
 use crate::Scalar;
 
 /// Patch-matrix entries per band of output rows: small enough (256 KiB in f32) that a band's
@@ -125,32 +126,34 @@ pub(crate) struct Patches<'a, T> {
 }
 
 impl<'a, T: Scalar> Patches<'a, T> {
-    /// Scratch space for `conv` on `input`-shaped samples giving `out`.
-    pub(crate) fn new(conv: &'a Conv2d<T>, input: Shape, out: Shape) -> Self {
+    /// Scratch space for `conv` on `input`-shaped samples giving `out`, a layer of a
+    /// validated network (whose sizes, among them the padded sample and one output row's
+    /// patches, fit in memory; see `Network::new`).
+    ///
+    /// # Errors
+    /// If the scratch space cannot be allocated.
+    pub(crate) fn new(conv: &'a Conv2d<T>, input: Shape, out: Shape) -> Result<Self, AllocError> {
         let (p, k) = (conv.pad, conv.kernel.k);
         let (hp, wp) = (input.h + 2 * p, input.w + 2 * p);
         let strip = conv.stride == 1 && p < k && k > 1 && input.c * k >= STRIP_MIN_ROWS;
         let (rows, offsets, band) = if strip {
-            let offsets = (0..input.c * k)
-                .map(|r| (r / k) * hp * wp + r % k)
-                .collect();
+            let rows = input.c * k;
+            let offsets = (0..rows).map(|r| (r / k) * hp * wp + r % k);
             let band = (BAND_VALUES / (input.c * k * out.w).max(1)).saturating_sub(k - 1);
-            (input.c * k, offsets, band)
+            (rows, alloc_try::collected(rows, offsets)?, band)
         } else {
-            let offsets = (0..input.c * k * k)
-                .map(|r| {
-                    let (i, dy, dx) = (r / (k * k), (r / k) % k, r % k);
-                    (i * hp + dy) * wp + dx
-                })
-                .collect();
+            let rows = input.c * k * k;
+            let offsets = (0..rows).map(|r| {
+                let (i, dy, dx) = (r / (k * k), (r / k) % k, r % k);
+                (i * hp + dy) * wp + dx
+            });
             let band = BAND_VALUES / (input.c * k * k * out.w).max(1);
-            (input.c * k * k, offsets, band)
+            (rows, alloc_try::collected(rows, offsets)?, band)
         };
         let band = band.clamp(1, out.h.max(1));
-        let mut taps = Vec::new();
+        let w = &conv.kernel;
+        let mut taps = alloc_try::with_capacity(if strip { w.weight.len() } else { 0 })?;
         if strip {
-            let w = &conv.kernel;
-            taps.reserve(w.weight.len());
             for dy in 0..k {
                 for o in 0..w.out {
                     for i in 0..w.inp {
@@ -161,7 +164,7 @@ impl<'a, T: Scalar> Patches<'a, T> {
             }
         }
         let cols = rows * (band + if strip { k - 1 } else { 0 }) * out.w;
-        Self {
+        Ok(Self {
             conv,
             input,
             out,
@@ -169,13 +172,28 @@ impl<'a, T: Scalar> Patches<'a, T> {
             rows,
             band,
             offsets,
-            padded: alloc::vec![T::zero(); if p > 0 { input.c * hp * wp } else { 0 }],
-            cols: alloc::vec![T::zero(); cols],
+            padded: alloc_try::filled(if p > 0 { input.c * hp * wp } else { 0 }, T::zero())?,
+            cols: alloc_try::filled(cols, T::zero())?,
             taps,
             dw: Vec::new(),
             dcols: Vec::new(),
             grad: Vec::new(),
+        })
+    }
+
+    /// Allocates the weight gradient's accumulator and, if `input`, the full layout's
+    /// input-gradient scratch; the backward pass calls this before its first band.
+    ///
+    /// # Errors
+    /// If they cannot be allocated.
+    pub(crate) fn reserve_gradients(&mut self, input: bool) -> Result<(), AllocError> {
+        let len = self.conv.kernel.out * self.rows * self.vertical_taps();
+        self.dw = alloc_try::filled(len, T::zero())?;
+        if input {
+            self.dcols = alloc_try::filled(self.cols.len(), T::zero())?;
+            self.grad = alloc_try::filled(self.padded.len(), T::zero())?;
         }
+        Ok(())
     }
 
     /// The bands of output rows, in order.
@@ -272,14 +290,14 @@ impl<'a, T: Scalar> Patches<'a, T> {
     /// Adds `dY cols^T` for output rows `band` of the loaded sample `xs` to the weight
     /// gradient ([`Patches::weight_gradient`]); `dy` is the band's `C_out x (band pixels)`
     /// block of the output gradient.
+    ///
+    /// # Panics
+    /// Unless [`Patches::reserve_gradients`] ran first.
     pub(crate) fn add_weight_gradient(&mut self, xs: &[T], band: Range<usize>, dy: MatRef<'_, T>) {
         self.fill(xs, &band);
         let (width, n) = (self.band_width(&band), band.len() * self.out.w);
         let c_out = self.conv.kernel.out;
         let len = c_out * self.rows;
-        if self.dw.is_empty() {
-            self.dw = alloc::vec![T::zero(); len * self.vertical_taps()];
-        }
         for dy_tap in 0..self.vertical_taps() {
             let cols = tap_rows(&self.cols, (self.rows, width), dy_tap, self.out.w, n);
             let dw = &mut self.dw[dy_tap * len..(dy_tap + 1) * len];
@@ -296,15 +314,15 @@ impl<'a, T: Scalar> Patches<'a, T> {
 
     /// The weight gradient summed by [`Patches::add_weight_gradient`], in the filters'
     /// `[out, in, kh, kw]` layout.
-    pub(crate) fn weight_gradient(self) -> Vec<T> {
+    ///
+    /// # Errors
+    /// If the strip layout's regrouped copy cannot be allocated.
+    pub(crate) fn weight_gradient(self) -> Result<Vec<T>, AllocError> {
         let k = &self.conv.kernel;
-        if self.dw.is_empty() {
-            return alloc::vec![T::zero(); k.weight.len()];
-        }
         if !self.strip {
-            return self.dw;
+            return Ok(self.dw);
         }
-        let mut g = alloc::vec![T::zero(); k.weight.len()];
+        let mut g = alloc_try::filled(k.weight.len(), T::zero())?;
         let rows = self.dw.chunks_exact(k.k).enumerate();
         // `dw` holds, per tap `dy`, output `o` and input `i`, the `K` horizontal taps.
         for (r, taps) in rows {
@@ -312,7 +330,7 @@ impl<'a, T: Scalar> Patches<'a, T> {
             let at = k.at(o, i, dy, 0);
             g[at..at + k.k].copy_from_slice(taps);
         }
-        g
+        Ok(g)
     }
 
     /// Input gradient of output rows `band` for the full layout: `W^T dY` scattered back
@@ -320,7 +338,8 @@ impl<'a, T: Scalar> Patches<'a, T> {
     /// padded accumulator that [`Patches::finish_input_gradient`] empties into `dxs`.
     ///
     /// # Panics
-    /// In the strip layout: its layers take their input gradient as a convolution.
+    /// In the strip layout: its layers take their input gradient as a convolution; unless
+    /// [`Patches::reserve_gradients`] ran first with `input`.
     pub(crate) fn add_input_gradient(
         &mut self,
         band: Range<usize>,
@@ -331,10 +350,6 @@ impl<'a, T: Scalar> Patches<'a, T> {
         let (s, p) = (self.conv.stride, self.conv.pad);
         let (wp, wo) = (self.input.w + 2 * p, self.out.w);
         let n = band.len() * wo;
-        if self.dcols.is_empty() {
-            self.dcols = alloc::vec![T::zero(); self.cols.len()];
-            self.grad = alloc::vec![T::zero(); self.padded.len()];
-        }
         let dcols = &mut self.dcols[..self.rows * n];
         let w =
             MatRef::from_row_major_slice(&self.conv.kernel.weight, self.conv.kernel.out, self.rows);
@@ -458,7 +473,7 @@ mod tests {
             let input = Shape::image(inp, 5, width);
             let net = Network::new(input, alloc::vec![Layer::Conv2d(c.clone())]).unwrap();
             let out = net.output_shape();
-            assert_eq!(Patches::new(&c, input, out).strip, strip);
+            assert_eq!(Patches::new(&c, input, out).unwrap().strip, strip);
             let x = Tensor::random(2, input, &mut rng);
             let (y, trace) = net.forward_trace(&x).unwrap();
             let want = direct(&c, &x, out);

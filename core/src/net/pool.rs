@@ -13,6 +13,7 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 use super::layer::{Pool, Shape};
+use crate::alloc_try::{self, AllocError};
 use crate::{Scalar, Tensor};
 
 /// Most values a max-pooled plane may hold: the training pass records each window's maximum
@@ -35,12 +36,16 @@ fn widths<T: Scalar>(p: &Pool, w: usize, wo: usize) -> Vec<T> {
 }
 
 /// Average-pools every plane of `x` to `out` (same channels).
-pub(crate) fn avg_pool<T: Scalar>(p: &Pool, x: &Tensor<T>, out: Shape) -> Tensor<T> {
+pub(crate) fn avg_pool<T: Scalar>(
+    p: &Pool,
+    x: &Tensor<T>,
+    out: Shape,
+) -> Result<Tensor<T>, AllocError> {
     let (h, w, wo) = (x.shape.h, x.shape.w, out.w);
     // One output row's window rows, summed per input column.
     let mut cols = alloc::vec![T::zero(); w];
     let widths = widths::<T>(p, w, wo);
-    let mut y = alloc::vec![T::zero(); x.n * out.len()];
+    let mut y = Tensor::try_zeros(x.n, out)?.data;
     for (plane, yp) in x
         .data
         .chunks_exact(h * w)
@@ -59,11 +64,11 @@ pub(crate) fn avg_pool<T: Scalar>(p: &Pool, x: &Tensor<T>, out: Shape) -> Tensor
             }
         }
     }
-    Tensor {
+    Ok(Tensor {
         n: x.n,
         shape: out,
         data: y,
-    }
+    })
 }
 
 /// The column pass of max pooling for one output row: per output column, the window's first
@@ -156,21 +161,24 @@ impl<T: Scalar> ColumnPick<T> {
 /// Max pooling: the output and, per output value, the offset within its input
 /// plane of its window's first maximum (where the backward pass routes the gradient).
 ///
+/// # Errors
+/// If the output or the offsets cannot be allocated.
+///
 /// # Panics
 /// If a plane holds more than [`MAX_POOL_PLANE`] values (networks refuse such layers).
 pub(crate) fn max_pool_argmax<T: Scalar>(
     p: &Pool,
     x: &Tensor<T>,
     out: Shape,
-) -> (Tensor<T>, Vec<u32>) {
+) -> Result<(Tensor<T>, Vec<u32>), AllocError> {
     let (h, w, wo) = (x.shape.h, x.shape.w, out.w);
     assert!(h * w <= MAX_POOL_PLANE, "max-pooled plane too large");
     // Per input column of one output row's window: the maximum and its first row.
     let mut val = alloc::vec![T::zero(); w];
     let mut row = alloc::vec![0u32; w];
     let mut pick = ColumnPick::new(p, wo);
-    let mut y = Vec::with_capacity(x.n * out.len());
-    let mut at = Vec::with_capacity(x.n * out.len());
+    let mut y = Tensor::buffer(x.n, out)?;
+    let mut at = alloc_try::with_capacity(y.capacity())?;
     for plane in x.data.chunks_exact(h * w) {
         for oy in 0..out.h {
             let ys = span(p, h, oy);
@@ -195,14 +203,14 @@ pub(crate) fn max_pool_argmax<T: Scalar>(
             );
         }
     }
-    (
+    Ok((
         Tensor {
             n: x.n,
             shape: out,
             data: y,
         },
         at,
-    )
+    ))
 }
 
 /// Max pooling's input gradient: each output gradient added at its window's maximum
@@ -212,8 +220,8 @@ pub(crate) fn max_pool_backward<T: Scalar>(
     dy: &Tensor<T>,
     n: usize,
     input: Shape,
-) -> Tensor<T> {
-    let mut dx = Tensor::zeros(n, input);
+) -> Result<Tensor<T>, AllocError> {
+    let mut dx = Tensor::try_zeros(n, input)?;
     let planes = dx.data.chunks_exact_mut(input.h * input.w);
     let outs = dy.shape.h * dy.shape.w;
     for (plane, (a, g)) in planes.zip(argmax.chunks_exact(outs).zip(dy.data.chunks_exact(outs))) {
@@ -221,16 +229,20 @@ pub(crate) fn max_pool_backward<T: Scalar>(
             plane[*i as usize] += *g;
         }
     }
-    dx
+    Ok(dx)
 }
 
 /// Average pooling's input gradient, given the output gradient `dy`: each output gradient
 /// spread evenly over its (clipped) window.
-pub(crate) fn avg_pool_backward<T: Scalar>(p: &Pool, x: &Tensor<T>, dy: &Tensor<T>) -> Tensor<T> {
+pub(crate) fn avg_pool_backward<T: Scalar>(
+    p: &Pool,
+    x: &Tensor<T>,
+    dy: &Tensor<T>,
+) -> Result<Tensor<T>, AllocError> {
     let (h, w) = (x.shape.h, x.shape.w);
     let out = dy.shape;
     let wo = out.w;
-    let mut dx = Tensor::zeros(x.n, x.shape);
+    let mut dx = Tensor::try_zeros(x.n, x.shape)?;
     // The gradient one output row sends to each input column of its window rows.
     let mut cols = alloc::vec![T::zero(); w];
     let widths = widths::<T>(p, w, wo);
@@ -252,7 +264,7 @@ pub(crate) fn avg_pool_backward<T: Scalar>(p: &Pool, x: &Tensor<T>, dy: &Tensor<
             }
         }
     }
-    dx
+    Ok(dx)
 }
 
 #[cfg(test)]
@@ -297,7 +309,7 @@ mod tests {
                 })
                 .collect();
             let x = Tensor::new(2, shape, data).unwrap();
-            let (y, at) = max_pool_argmax(&p, &x, out);
+            let (y, at) = max_pool_argmax(&p, &x, out).unwrap();
             let per = out.h * out.w;
             for (i, plane) in x.data.chunks_exact(h * w).enumerate() {
                 let want = naive(&p, plane, h, w, out);

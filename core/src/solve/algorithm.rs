@@ -5,9 +5,14 @@ use core::fmt;
 
 use faer::Mat;
 
-use super::deconv::{max_abs, pad_centered, relative_residual, solve_f1, solve_f2};
+use super::deconv::{
+    compose_workspace, max_abs, pad_centered, relative_residual, solve_f1, solve_f1_workspace,
+    solve_f2, solve_f2_workspace, Sizes,
+};
 use super::lstsq::SolveMethod;
-use crate::{Kernel, Rng};
+use super::{kernel_values, mat_values};
+use crate::alloc_try::{self, Count};
+use crate::{Kernel, Rng, Scalar};
 
 /// Which algorithm decomposes `G`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -120,6 +125,26 @@ pub enum SolveError {
         /// Tolerance asked for.
         tol: f64,
     },
+    /// `G` is not a valid input: its weight or bias length disagrees with its sizes, a size
+    /// is zero, it holds NaN or infinite values, or `C_l` is zero.
+    InvalidInput {
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// The factors or the solver's workspace would hold more than `usize::MAX` bytes.
+    TooLarge {
+        /// `C_l`.
+        c_l: usize,
+        /// `K_1`.
+        k1: usize,
+        /// `K_2`.
+        k2: usize,
+    },
+    /// The allocator cannot provide the solver's workspace ([`workspace_bytes`]).
+    Alloc {
+        /// Bytes requested.
+        bytes: usize,
+    },
 }
 
 impl fmt::Display for SolveError {
@@ -142,6 +167,17 @@ impl fmt::Display for SolveError {
                 "the deconvolution stopped at relative residual {residual:.3e} > {tol:.1e}; the \
                  sizes violate condition (7): raise C_l or the kernel sizes, or use the practical algorithm"
             ),
+            Self::InvalidInput { what } => write!(f, "cannot decompose: {what}"),
+            Self::TooLarge { c_l, k1, k2 } => write!(
+                f,
+                "C_l = {c_l}, K_1 = {k1}, K_2 = {k2} make factors larger than memory can address; \
+                 use smaller sizes"
+            ),
+            Self::Alloc { bytes } => write!(
+                f,
+                "the decomposition needs up to {bytes} bytes of memory, which cannot be allocated; \
+                 use a smaller C_l or smaller kernels"
+            ),
         }
     }
 }
@@ -149,16 +185,30 @@ impl fmt::Display for SolveError {
 impl core::error::Error for SolveError {}
 
 /// Condition (7): `min(C_l C_{l-1} K_1^2, C_{l+1} C_l K_2^2) >= C_{l+1} C_{l-1} K~^2`.
+///
+/// Sizes whose counts overflow `usize` compare exactly when only the unknowns overflow (then
+/// (7) holds) and count as failing when the equations do (no solver could run them).
 pub fn condition7(c_in: usize, c_l: usize, c_out: usize, k1: usize, k2: usize) -> bool {
-    let kt = k1 + k2 - 1;
-    let g = c_out * c_in * kt * kt;
-    (c_l * c_in * k1 * k1).min(c_out * c_l * k2 * k2) >= g
+    let kt = Count::of(k1) + k2.saturating_sub(1);
+    let g = Count::of(c_out) * c_in * kt * kt;
+    let unknowns = (Count::of(c_l) * c_in * k1 * k1).min(Count::of(c_out) * c_l * k2 * k2);
+    match (unknowns.get(), g.get()) {
+        (Some(u), Some(g)) => u >= g,
+        (None, Some(_)) => true,
+        (_, None) => false,
+    }
 }
 
 /// Decomposes `g` into `F_l (C_l, K_1)` and `F_{l+1} (K_2)` with `algorithm`.
 ///
+/// Before it starts, the allocator is asked once for [`workspace_bytes`], an upper bound of
+/// everything the solve holds at once (faer's factorisations allocate internally and cannot
+/// report a failure).
+///
 /// # Errors
-/// [`SolveError`] when the sizes admit no exact decomposition by that algorithm.
+/// [`SolveError`] when the sizes admit no exact decomposition by that algorithm;
+/// [`SolveError::InvalidInput`] for a malformed or non-finite `g` or `c_l = 0`;
+/// [`SolveError::TooLarge`] or [`SolveError::Alloc`] when the workspace does not fit.
 ///
 /// # Examples
 /// ```
@@ -183,11 +233,99 @@ pub fn decompose(
     opts: &SolveOptions,
     rng: &mut Rng,
 ) -> Result<Decomposition, SolveError> {
-    let k = g.k;
-    let kt = (k1 + k2).saturating_sub(1);
-    if k1 == 0 || k2 == 0 || kt < k || (kt - k) % 2 != 0 {
-        return Err(SolveError::Receptive { k, k1, k2 });
+    let invalid = |what| Err(SolveError::InvalidInput { what });
+    if g.out == 0 || g.inp == 0 || g.k == 0 || c_l == 0 {
+        return invalid("every channel count and kernel size must be at least 1");
     }
+    if alloc_try::product(&[g.out, g.inp, g.k, g.k]) != Some(g.weight.len())
+        || g.bias.len() != g.out
+    {
+        return invalid("G's weight or bias length disagrees with its sizes");
+    }
+    if !g.is_finite() {
+        return invalid("G holds NaN or infinite values");
+    }
+    receptive(g.k, k1, k2)?;
+    let bytes =
+        workspace_bytes(g.inp, c_l, g.out, k1, k2).ok_or(SolveError::TooLarge { c_l, k1, k2 })?;
+    alloc_try::probe(bytes).map_err(|e| SolveError::Alloc { bytes: e.bytes })?;
+    decompose_sized(g, c_l, k1, k2, algorithm, opts, rng)
+}
+
+/// Checks that `K~ = K_1 + K_2 - 1` covers `K` with centred padding (`K~ >= K`, `K~ - K`
+/// even).
+///
+/// # Errors
+/// [`SolveError::Receptive`] otherwise.
+pub(crate) fn receptive(k: usize, k1: usize, k2: usize) -> Result<(), SolveError> {
+    match k1.checked_add(k2).and_then(|s| s.checked_sub(1)) {
+        Some(kt) if k1 > 0 && k2 > 0 && kt >= k && (kt - k) % 2 == 0 => Ok(()),
+        _ => Err(SolveError::Receptive { k, k1, k2 }),
+    }
+}
+
+/// An upper bound of the heap [`decompose`] holds at once, in bytes, for `G` with `c_in`
+/// inputs and `c_out` outputs split through `c_l` channels with kernels `K_1`, `K_2` (the
+/// arguments of [`condition7`]), whichever algorithm runs, its result included; `None` if it
+/// overflows `usize`. It allocates nothing, so a caller can weigh a decomposition before
+/// paying for it (faer's `*_scratch` functions do the same for its factorisations).
+///
+/// The bound adds, in `f64` values: `G~`, `F_l` and `F_{l+1}`; then the larger of their random
+/// initialisation (a copy of the larger factor and, for `1 x 1` factors, faer's QR: the
+/// matrix, its factors and the thin `Q`, five times the matrix) and one alternation (the
+/// larger of the two factor solves, [`solve_f1`] and [`solve_f2`], each with its result, the
+/// deconvolution matrix or Kronecker system and [`closest`]'s workspace, or Algorithm 2's
+/// final re-padding, plus the composition that measures the residual). Algorithm 2 shrinks
+/// one kernel: every size grows with the kernels except where a factor becomes `1 x 1` and
+/// the Kronecker path runs, so the bound is the maximum of this sum at `(K_1, K_2)`,
+/// `(K_1, 1)` and `(1, K_2)`. Every faer matrix is counted with its columns padded to 8
+/// values. The per-thread packing buffers of faer's matrix products (sized by the CPU's
+/// caches, allocated once per thread) are not included.
+///
+/// # Examples
+/// ```
+/// use netmorph_core::solve::algorithm::workspace_bytes;
+/// // A 3x3 convolution 64 -> 64 through 128 channels: tens of megabytes at most.
+/// let bytes = workspace_bytes(64, 128, 64, 3, 3).unwrap();
+/// assert!(bytes > 1 << 20 && bytes < 1 << 30);
+/// assert_eq!(workspace_bytes(64, usize::MAX / 2, 64, 3, 3), None);
+/// ```
+///
+/// [`closest`]: super::lstsq::closest
+pub fn workspace_bytes(
+    c_in: usize,
+    c_l: usize,
+    c_out: usize,
+    k1: usize,
+    k2: usize,
+) -> Option<usize> {
+    let run = |k1: usize, k2: usize| {
+        let s = Sizes::new(c_out, c_in, c_l, k1, k2);
+        let (gt, f1, f2) = (
+            kernel_values(s.co, s.ci, s.kt),
+            kernel_values(s.cm, s.ci, s.k1),
+            kernel_values(s.co, s.cm, s.k2),
+        );
+        let qr = |a: Count, b: Count| mat_values(a.max(b), a.min(b)) * 5 + 4096;
+        let init = f1.max(f2) * 2 + qr(s.cm, s.ci) + qr(s.co, s.cm);
+        let solve = solve_f1_workspace(&s)
+            .max(solve_f2_workspace(&s))
+            .max(gt + f1.max(f2));
+        gt + f1 + f2 + init.max(solve + compose_workspace(&s))
+    };
+    (run(k1, k2).max(run(k1, 1)).max(run(1, k2)) * 8).get()
+}
+
+/// [`decompose`] after its checks.
+pub(crate) fn decompose_sized(
+    g: &Kernel<f64>,
+    c_l: usize,
+    k1: usize,
+    k2: usize,
+    algorithm: Algorithm,
+    opts: &SolveOptions,
+    rng: &mut Rng,
+) -> Result<Decomposition, SolveError> {
     let cond = condition7(g.inp, c_l, g.out, k1, k2);
     match algorithm {
         Algorithm::General => general(g, c_l, k1, k2, cond, opts, rng),
@@ -385,9 +523,15 @@ fn equalize_std(f1: &mut Kernel<f64>, f2: &mut Kernel<f64>) {
 
 /// Population standard deviation.
 pub fn std_dev(v: &[f64]) -> f64 {
+    std_dev_of(v)
+}
+
+/// [`std_dev`] of any scalar's values, computed in `f64` without a copy.
+pub(crate) fn std_dev_of<T: Scalar>(v: &[T]) -> f64 {
     let n = v.len().max(1) as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    libm::sqrt(v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n)
+    let mean = v.iter().map(|x| x.as_f64()).sum::<f64>() / n;
+    let sq = |x: &T| (x.as_f64() - mean) * (x.as_f64() - mean);
+    libm::sqrt(v.iter().map(sq).sum::<f64>() / n)
 }
 
 #[cfg(test)]

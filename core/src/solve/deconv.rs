@@ -20,9 +20,10 @@ use alloc::vec::Vec;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatMut, MatRef};
 
-use super::lstsq::{closest, SolveMethod};
-use super::par;
-use crate::Kernel;
+use super::lstsq::{closest, closest_workspace, SolveMethod};
+use super::{kernel_values, mat_values, par};
+use crate::alloc_try::{AllocError, Count};
+use crate::{Kernel, Scalar};
 
 /// Eq. (6): the composed filter `F_{l+1} (*) F_l` of shape `(f2.out, f1.inp, K_1 + K_2 - 1)`.
 /// Biases are ignored (the result's bias is zero).
@@ -32,7 +33,8 @@ use crate::Kernel;
 /// matrix, then `G~[:, i, p + q] += R_p[:, (i, q)]`.
 ///
 /// # Panics
-/// If `f2.inp != f1.out`.
+/// If `f2.inp != f1.out`, a kernel's weight length disagrees with its sizes, or the result
+/// cannot be allocated (checked sizes: [`decompose`](super::algorithm::decompose)).
 #[track_caller]
 pub fn compose(f2: &Kernel<f64>, f1: &Kernel<f64>) -> Kernel<f64> {
     assert_eq!(f2.inp, f1.out, "compose: middle channels differ");
@@ -61,16 +63,32 @@ pub fn compose(f2: &Kernel<f64>, f1: &Kernel<f64>) -> Kernel<f64> {
 /// `G~`: `g` zero-padded (centred) to kernel size `k`. The bias is kept.
 ///
 /// # Panics
-/// If `k < g.k` or `k - g.k` is odd.
+/// If `k < g.k` or `k - g.k` is odd, if `g`'s weight length disagrees with its sizes, or if
+/// the padded kernel cannot be allocated.
 #[track_caller]
 pub fn pad_centered(g: &Kernel<f64>, k: usize) -> Kernel<f64> {
+    match try_pad_centered(g, k) {
+        Ok(out) => out,
+        Err(e) => panic!("pad_centered: {} bytes cannot be allocated", e.bytes),
+    }
+}
+
+/// [`pad_centered`] for any scalar, reporting a kernel it cannot allocate.
+///
+/// # Panics
+/// As [`pad_centered`], but for the allocation.
+#[track_caller]
+pub(crate) fn try_pad_centered<T: Scalar>(
+    g: &Kernel<T>,
+    k: usize,
+) -> Result<Kernel<T>, AllocError> {
     assert!(
         k >= g.k && (k - g.k) % 2 == 0,
         "pad_centered: {} -> {k}",
         g.k
     );
     let off = (k - g.k) / 2;
-    let mut out = Kernel::zeros(g.out, g.inp, k);
+    let mut out = Kernel::try_zeros(g.out, g.inp, k)?;
     out.bias.clone_from(&g.bias);
     for o in 0..g.out {
         for i in 0..g.inp {
@@ -81,10 +99,14 @@ pub fn pad_centered(g: &Kernel<f64>, k: usize) -> Kernel<f64> {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// The same filter with its two channel axes swapped: `(out, inp, k) -> (inp, out, k)`.
+///
+/// # Panics
+/// If `f`'s weight length disagrees with its sizes, or the copy cannot be allocated.
+#[track_caller]
 pub fn transpose_channels(f: &Kernel<f64>) -> Kernel<f64> {
     let mut t = Kernel::zeros(f.inp, f.out, f.k);
     let kk = f.k * f.k;
@@ -98,6 +120,10 @@ pub fn transpose_channels(f: &Kernel<f64>) -> Kernel<f64> {
 }
 
 /// `max |F_{l+1} (*) F_l - G~|`, relative to `max |G~|` (absolute when `G~` is zero).
+///
+/// # Panics
+/// As [`compose`].
+#[track_caller]
 pub fn relative_residual(g_tilde: &Kernel<f64>, f2: &Kernel<f64>, f1: &Kernel<f64>) -> f64 {
     let c = compose(f2, f1);
     let scale = max_abs(&g_tilde.weight);
@@ -120,6 +146,12 @@ pub fn max_abs(v: &[f64]) -> f64 {
 
 /// Fixes `F_{l+1}` and returns the `F_l` closest to `f1_init` that satisfies (6) for `g_tilde`
 /// (least squares when no exact solution exists).
+///
+/// # Panics
+/// If the kernels' sizes do not chain (`G~` `(C_{l+1}, C_{l-1}, K_1 + K_2 - 1)`, `F_{l+1}`
+/// `(C_{l+1}, C_l, K_2)`, `F_l` `(C_l, C_{l-1}, K_1)`) or disagree with their weight lengths;
+/// [`decompose`](super::algorithm::decompose) checks its inputs and its workspace first.
+#[track_caller]
 pub fn solve_f1(
     g_tilde: &Kernel<f64>,
     f2: &Kernel<f64>,
@@ -145,12 +177,102 @@ pub fn solve_f1(
 }
 
 /// Fixes `F_l` and returns the `F_{l+1}` closest to `f2_init` that satisfies (6) for `g_tilde`.
+///
+/// # Panics
+/// As [`solve_f1`].
+#[track_caller]
 pub fn solve_f2(
     g_tilde: &Kernel<f64>,
     f1: &Kernel<f64>,
     f2_init: &Kernel<f64>,
 ) -> (Kernel<f64>, SolveMethod) {
     solve_factor(&transpose_channels(f1), g_tilde, f2_init)
+}
+
+/// The sizes of one step of eq. (6): `C_{l+1}`, `C_{l-1}`, `C_l`, `K_1`, `K_2` and
+/// `K~ = K_1 + K_2 - 1`, as checked counts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sizes {
+    /// `C_{l+1}`.
+    pub(crate) co: Count,
+    /// `C_{l-1}`.
+    pub(crate) ci: Count,
+    /// `C_l`.
+    pub(crate) cm: Count,
+    /// `K_1`.
+    pub(crate) k1: Count,
+    /// `K_2`.
+    pub(crate) k2: Count,
+    /// `K~`.
+    pub(crate) kt: Count,
+}
+
+impl Sizes {
+    /// The sizes for `G` `(co, ci)` split through `cm` channels with kernels `k1`, `k2` (at
+    /// least 1).
+    pub(crate) fn new(co: usize, ci: usize, cm: usize, k1: usize, k2: usize) -> Self {
+        Self {
+            co: co.into(),
+            ci: ci.into(),
+            cm: cm.into(),
+            k1: k1.into(),
+            k2: k2.into(),
+            kt: Count::of(k1) + k2.saturating_sub(1),
+        }
+    }
+}
+
+/// An upper bound of the `f64` values [`compose`] holds at once: the composed kernel, one
+/// tap's product and the tap.
+pub(crate) fn compose_workspace(s: &Sizes) -> Count {
+    kernel_values(s.co, s.ci, s.kt) + mat_values(s.co, s.ci * s.k1 * s.k1) + mat_values(s.co, s.cm)
+}
+
+/// An upper bound of the `f64` values [`solve_f1`] holds at once, its result and
+/// [`closest`]'s workspace included. With a `1 x 1` `F_{l+1}`: the copy of `F_l` and one
+/// `C_{l+1} x C_l` system with `C_{l-1} K~^2` right-hand sides; otherwise the transposed `G~`
+/// and `F_l`, the solution and its transpose, and [`solve_factor`]'s workspace.
+pub(crate) fn solve_f1_workspace(s: &Sizes) -> Count {
+    let f1 = kernel_values(s.cm, s.ci, s.k1);
+    if s.k2 == Count::of(1) {
+        return f1 + closest_workspace(s.co, s.cm, s.ci * s.kt * s.kt);
+    }
+    kernel_values(s.co, s.ci, s.kt)
+        + f1 * 2
+        + solve_factor_workspace((s.co, s.cm, s.k2), s.ci, s.k1, s.kt)
+}
+
+/// An upper bound of the `f64` values [`solve_f2`] holds at once: the transposed `F_l` and
+/// [`solve_factor`]'s workspace.
+pub(crate) fn solve_f2_workspace(s: &Sizes) -> Count {
+    kernel_values(s.cm, s.ci, s.k1) + solve_factor_workspace((s.ci, s.cm, s.k1), s.co, s.k2, s.kt)
+}
+
+/// An upper bound of the `f64` values [`solve_factor`] holds at once for `h` `(a, m, K_h)`,
+/// `nc` right-hand-side channels, unknown kernel `ku` and `K~ = kt`: the solution; with a
+/// `1 x 1` `h` the two rearranged right-hand sides and one `a x m` system; otherwise the
+/// deconvolution matrix `A` (`a K~^2 x m K_u^2`), the structured Gram matrix's intermediates
+/// and the `A` system.
+fn solve_factor_workspace(
+    (an, mn, kh): (Count, Count, Count),
+    nc: Count,
+    ku: Count,
+    kt: Count,
+) -> Count {
+    let x = kernel_values(nc, mn, ku);
+    if kh == Count::of(1) {
+        let rhs = nc * kt * kt;
+        return x
+            + mat_values(an, rhs)
+            + mat_values(mn, nc * ku * ku)
+            + closest_workspace(an, mn, rhs);
+    }
+    let (rows, cols) = (an * kt * kt, mn * ku * ku);
+    let taps = kh * kh * an;
+    // `structured_gram`'s tap products and their Gram matrix, its (tap, tap) pairs (two
+    // `usize`, two values' worth each) and one column's sums.
+    let gram = mat_values(taps, mn) + mat_values(taps, taps) + ku * ku * 2 + an;
+    x + rows * cols + gram + closest_workspace(rows, cols, nc)
 }
 
 /// Solves `sum_m sum_{p + q = t} H[a, m, p] X[c, m, q] = R[c, a, t]` for `X` (closest to

@@ -16,7 +16,8 @@ use faer::prelude::Solve;
 use faer::reborrow::{Reborrow, ReborrowMut};
 use faer::{Accum, Mat, MatMut, MatRef, Side};
 
-use super::par;
+use super::{mat_values, par};
+use crate::alloc_try::Count;
 
 /// Largest accepted `(max diag L / min diag L)^2` of the Gram Cholesky factor, a cheap lower
 /// estimate of `cond(A)^2`. Past it, squaring the condition number would cost more than half
@@ -106,6 +107,22 @@ pub fn closest(
     let d = svd_pinv_apply(a, r.as_ref());
     x += &d;
     SolveMethod::Svd
+}
+
+/// An upper bound of the `f64` values [`closest`] holds at once for an `m x n` system with `r`
+/// right-hand sides, its Gram matrix included (passed in or formed): the residual and the
+/// Gram matrix, then either the Cholesky factor (its factorisation's scratch is a few
+/// columns) with the solves and the refinement's residual, or the thin SVD and the two
+/// products of the pseudo-inverse. faer's thin SVD (its `U`, `V` and workspace) is bounded
+/// by `(m + n) s + 2 m n + 10 s^2 + 4096` values, `s = min(m, n)`: for faer 0.24 it used at
+/// most 70% of that on every shape measured, from `2 x 2` to `1500 x 1500` and `4000 x 8`,
+/// at full rank and at rank 1 (its workspace depends on the shape only).
+pub(crate) fn closest_workspace(m: Count, n: Count, r: Count) -> Count {
+    let s = m.min(n);
+    let cholesky = mat_values(s, s) * 2 + mat_values(m, r) * 2 + mat_values(n, r) * 2;
+    let svd = (m + n) * s + m * n * 2 + s * s * 10 + 4096;
+    let pinv = svd + mat_values(s, r) + mat_values(n, r);
+    mat_values(m, r) + mat_values(s, s) + cholesky.max(pinv)
 }
 
 /// `(max diag L / min diag L)^2`, a cheap lower estimate of the Gram matrix's condition number
@@ -199,6 +216,31 @@ mod tests {
         let method = closest(a.as_ref(), b.as_ref(), x.as_mut(), None);
         assert_eq!(method, SolveMethod::Svd);
         assert!(max_abs((&a * &x - &b).as_ref()) < 1e-10 * max_abs(b.as_ref()));
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn both_paths_stay_within_the_workspace_bound() {
+        use crate::heap_meter::{peak_of, warm_up};
+        warm_up();
+        let mut rng = Rng::seed(4);
+        // (rows, columns, right-hand sides, rank): Cholesky at full rank, the SVD below it.
+        for (m, n, r, rank) in [
+            (60, 90, 4, 60),
+            (90, 60, 4, 60),
+            (80, 120, 5, 20),
+            (120, 80, 30, 20),
+        ] {
+            let a = &random(m, rank, &mut rng) * random(rank, n, &mut rng);
+            let b = &a * random(n, r, &mut rng);
+            let mut x = random(n, r, &mut rng);
+            let (method, peak) = peak_of(|| closest(a.as_ref(), b.as_ref(), x.as_mut(), None));
+            assert_eq!(method == SolveMethod::Svd, rank < m.min(n));
+            let bound = closest_workspace(Count::of(m), Count::of(n), Count::of(r))
+                .get()
+                .unwrap();
+            assert!(peak <= 8 * bound, "{m}x{n}: {peak} > {}", 8 * bound);
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use alloc::vec::Vec;
 
 use super::TrainError;
+use crate::net::check_length;
 use crate::{Scalar, Tensor};
 
 /// Mean softmax cross-entropy of `logits` (`n` samples of `C` classes, flat) against `labels`,
@@ -10,8 +11,13 @@ use crate::{Scalar, Tensor};
 /// accumulated in f64; the log-sum-exp is shifted by the row maximum.
 ///
 /// # Errors
-/// [`TrainError::Labels`] if `labels.len() != n` or a label is `>= C`;
+/// [`TrainError::Labels`] if `labels.len() != n`, a label is `>= C` or `C` is zero;
+/// [`TrainError::Net`] with [`NetError::InputLength`] if `logits` does not hold `n * C`
+/// values, with [`NetError::Alloc`] if the gradient cannot be allocated;
 /// [`TrainError::NonFinite`] if the loss is not finite.
+///
+/// [`NetError::InputLength`]: crate::NetError::InputLength
+/// [`NetError::Alloc`]: crate::NetError::Alloc
 ///
 /// # Examples
 /// ```
@@ -27,14 +33,16 @@ pub fn softmax_cross_entropy<T: Scalar>(
     labels: &[usize],
 ) -> Result<(f64, Tensor<T>), TrainError> {
     let classes = logits.shape.len();
-    if labels.len() != logits.n || labels.iter().any(|&l| l >= classes) {
+    check_length(logits).map_err(TrainError::Net)?;
+    if classes == 0 || labels.len() != logits.n || labels.iter().any(|&l| l >= classes) {
         return Err(TrainError::Labels {
             samples: logits.n,
             labels: labels.len(),
             classes,
         });
     }
-    let mut grad = Tensor::zeros(logits.n, logits.shape);
+    let mut grad =
+        Tensor::try_zeros(logits.n, logits.shape).map_err(|e| TrainError::Net(e.into()))?;
     let inv_n = 1.0 / logits.n.max(1) as f64;
     let mut loss = 0.0;
     // exp(v - max) per class, computed once: softmax = e / sum e.
@@ -59,4 +67,41 @@ pub fn softmax_cross_entropy<T: Scalar>(
         return Err(TrainError::NonFinite);
     }
     Ok((loss, grad))
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec;
+
+    use super::*;
+    use crate::{NetError, Shape};
+
+    #[test]
+    fn malformed_logits_and_labels_are_errors() {
+        let logits = |n, c, len| Tensor::<f32> {
+            n,
+            shape: Shape::flat(c),
+            data: vec![0.0; len],
+        };
+        let e = softmax_cross_entropy(&logits(2, 3, 5), &[0, 1]).unwrap_err();
+        let length = NetError::InputLength {
+            n: 2,
+            shape: Shape::flat(3),
+            found: 5,
+        };
+        assert_eq!(e, TrainError::Net(length));
+        let labels = |samples, labels, classes| TrainError::Labels {
+            samples,
+            labels,
+            classes,
+        };
+        let e = softmax_cross_entropy(&logits(2, 3, 6), &[0]).unwrap_err();
+        assert_eq!(e, labels(2, 1, 3));
+        let e = softmax_cross_entropy(&logits(2, 3, 6), &[0, 3]).unwrap_err();
+        assert_eq!(e, labels(2, 2, 3));
+        // No classes: before, an empty batch panicked in `chunks_exact(0)`.
+        let e = softmax_cross_entropy(&logits(0, 0, 0), &[]).unwrap_err();
+        assert_eq!(e, labels(0, 0, 0));
+        assert!(softmax_cross_entropy(&logits(2, 3, 6), &[0, 2]).is_ok());
+    }
 }

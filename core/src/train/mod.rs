@@ -70,3 +70,43 @@ pub fn train_step<T: Scalar>(
     sgd.step(net, &grads)?;
     Ok(loss)
 }
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec;
+
+    use super::*;
+    use crate::{Kernel, Layer, Shape};
+
+    #[test]
+    fn a_malformed_batch_leaves_the_network_unchanged() {
+        let mut k = Kernel::<f32>::zeros(2, 3, 1);
+        k.weight = vec![0.5; 6];
+        let mut net = Network::new(Shape::flat(3), vec![Layer::Dense(k)]).unwrap();
+        let before = net.clone();
+        let config = SgdConfig {
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            bias_lr_mult: 1.0,
+            a_lr_mult: 1.0,
+            schedule: Schedule::Constant,
+        };
+        let mut sgd = Sgd::new(config);
+        let x = Tensor {
+            n: 2,
+            shape: Shape::flat(3),
+            data: vec![1.0; 5],
+        };
+        let e = train_step(&mut net, &mut sgd, &x, &[0, 1]).unwrap_err();
+        assert!(
+            matches!(e, TrainError::Net(NetError::InputLength { found: 5, .. })),
+            "{e}"
+        );
+        let x = Tensor::new(2, Shape::flat(3), vec![1.0; 6]).unwrap();
+        let e = train_step(&mut net, &mut sgd, &x, &[0, 2]).unwrap_err();
+        assert!(matches!(e, TrainError::Labels { classes: 2, .. }), "{e}");
+        assert_eq!(net, before);
+        assert!(train_step(&mut net, &mut sgd, &x, &[0, 1]).is_ok());
+    }
+}

@@ -1,0 +1,237 @@
+//! `morph`: apply operations to a saved model, measure how far the outputs moved, and write
+//! the child only if they did not move further than its precision allows.
+
+use std::path::{Path, PathBuf};
+
+use netmorph::memory::{forward_bytes, Budget};
+use netmorph::model_file::{load_scaled, precision, save_scaled};
+use netmorph::morph::plan::MorphOp;
+use netmorph::morph::MorphReport;
+use netmorph::ops::{parse_op, tolerance};
+use netmorph::{Network, Rng, Scalar, Tensor};
+
+use crate::args::{load_data, with_precision};
+use crate::error::{CliError, Context, Result};
+
+/// The `morph` command's arguments.
+pub struct MorphArgs {
+    pub model: PathBuf,
+    pub ops: Vec<String>,
+    pub out: PathBuf,
+    pub seed: u64,
+    pub report: Option<PathBuf>,
+    pub data: Option<String>,
+    pub allow_deviation: bool,
+}
+
+/// How far a child's outputs are from its parent's on the probes.
+#[derive(Clone, Copy, Debug)]
+pub struct Deviation {
+    /// `max |child - parent|`.
+    pub abs: f64,
+    /// `abs / max |parent|`.
+    pub rel: f64,
+}
+
+/// `netmorph morph`, in the precision the model file stores.
+pub fn run(args: &MorphArgs, budget: Budget) -> Result<()> {
+    with_precision!(precision(&args.model)?, morph_as(args, budget))
+}
+
+fn morph_as<T: Scalar>(args: &MorphArgs, budget: Budget) -> Result<()> {
+    let ops = args
+        .ops
+        .iter()
+        .map(|o| parse_op(o))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let outputs: Vec<&Path> = [Some(args.out.as_path()), args.report.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    netmorph::atomic::check_outputs(&outputs, &[(&args.model, "model")])?;
+    let (parent, scale) = load_scaled::<T>(&args.model)?;
+    let probes: Tensor<T> = match &args.data {
+        Some(name) => netmorph::fit::cast(&load_data(name, 1, scale)?.1.head(1000).x),
+        None => Tensor::random(
+            256,
+            parent.input_shape(),
+            &mut Rng::seed(args.seed ^ 0x5eed),
+        ),
+    };
+    if probes.shape != parent.input_shape() {
+        let (p, m) = (probes.shape, parent.input_shape());
+        return Err(CliError::Usage(format!(
+            "the data's images are {}x{}x{} but the model takes {}x{}x{}",
+            p.c, p.h, p.w, m.c, m.h, m.w
+        )));
+    }
+    budget.check(
+        "the parent's forward pass on the probes",
+        forward_bytes(&parent, probes.n),
+    )?;
+    let reference = parent.forward(&probes)?;
+    let mut rng = Rng::seed(args.seed);
+    let mut child = parent;
+    let mut reports = Vec::new();
+    for (op, text) in ops.iter().zip(&args.ops) {
+        let (next, r, dev) = apply_checked(op, &child, (&probes, &reference), &mut rng, budget)
+            .context(|| format!("operation `{text}`"))?;
+        println!(
+            "{:<10} layer {:<6} params {:>8} -> {:>8}  new weights {:>5.1}% non-zero  max |child - parent| {:.2e} ({:.2e} relative)",
+            r.op,
+            r.layer.to_string(),
+            r.params_before,
+            r.params_after,
+            100.0 * r.nonzero_fraction,
+            dev.abs,
+            dev.rel
+        );
+        if !args.allow_deviation {
+            check_deviation::<T>(op, dev).context(|| format!("operation `{text}`"))?;
+        }
+        reports.push(report_json(&r, dev));
+        child = next;
+    }
+    save_scaled(&child, scale, &args.out)?;
+    if let Some(path) = &args.report {
+        netmorph::atomic::write_atomic(path, format!("[{}]\n", reports.join(",")).as_bytes())
+            .map_err(|source| netmorph::atomic::OutputError::Io {
+                path: path.clone(),
+                source,
+            })?;
+    }
+    println!(
+        "wrote {} ({} parameters, {})",
+        args.out.display(),
+        child.param_count(),
+        T::NAME
+    );
+    Ok(())
+}
+
+/// Applies `op` to `net` once its cost (the heap the morph holds at once: the child and the
+/// solve's workspace) fits `budget`, then measures the child on `probes` against the parent's
+/// outputs `reference`.
+///
+/// # Errors
+/// [`CliError::Memory`] before anything is allocated, or the morph's or forward pass's error.
+pub fn apply_checked<T: Scalar>(
+    op: &MorphOp,
+    net: &Network<T>,
+    (probes, reference): (&Tensor<T>, &Tensor<T>),
+    rng: &mut Rng,
+    budget: Budget,
+) -> Result<(Network<T>, MorphReport, Deviation)> {
+    let cost = op.cost(net)?;
+    budget.check(
+        &format!("the morph ({} parameters after it)", cost.params_after),
+        u64::try_from(cost.workspace_bytes).ok(),
+    )?;
+    let (child, report) = op.apply(net, rng)?;
+    budget.check(
+        "the child's forward pass on the probes",
+        forward_bytes(&child, probes.n),
+    )?;
+    let dev = deviation(&child.forward(probes)?.data, &reference.data);
+    Ok((child, report, dev))
+}
+
+/// Refuses a child of the exact operation `op` whose outputs moved more than
+/// its precision's [`tolerance`] or became non-finite.
+///
+/// # Errors
+/// [`CliError::Deviation`].
+pub fn check_deviation<T: Scalar>(op: &MorphOp, dev: Deviation) -> Result<()> {
+    let within = dev.rel.is_finite() && dev.rel <= tolerance::<T>();
+    if op.is_exact() && !within {
+        return Err(CliError::Deviation {
+            relative: dev.rel,
+            tolerance: tolerance::<T>(),
+        });
+    }
+    Ok(())
+}
+
+/// How far `child` outputs are from the parent's `reference` (the morphism notes' measure:
+/// max-abs, relative to max |parent|). An output that is not finite where the parent's is, or
+/// differs from a non-finite parent output, counts as an infinite deviation: a plain maximum
+/// would skip the NaN.
+fn deviation<T: Scalar>(child: &[T], reference: &[T]) -> Deviation {
+    let (mut abs, mut scale) = (0.0f64, 0.0f64);
+    for (c, p) in child.iter().zip(reference) {
+        let (c, p) = (c.as_f64(), p.as_f64());
+        if p.is_finite() {
+            scale = scale.max(p.abs());
+        }
+        let d = (c - p).abs();
+        if d.is_finite() {
+            abs = abs.max(d);
+        } else if c.to_bits() != p.to_bits() {
+            abs = f64::INFINITY;
+        }
+    }
+    if child.len() != reference.len() {
+        abs = f64::INFINITY;
+    }
+    Deviation {
+        abs,
+        rel: abs / scale.max(f64::MIN_POSITIVE),
+    }
+}
+
+fn report_json(r: &MorphReport, dev: Deviation) -> String {
+    let layers: Vec<String> = r
+        .new_layers
+        .iter()
+        .map(|l| {
+            format!(
+                "{{\"path\":\"{}\",\"type\":\"{}\",\"out\":{},\"in\":{},\"kernel\":{}}}",
+                l.path, l.kind, l.out, l.inp, l.k
+            )
+        })
+        .collect();
+    format!(
+        "{{\"op\":\"{}\",\"layer\":\"{}\",\"params_before\":{},\"params_after\":{},\"nonzero_fraction\":{},\"algorithm\":{},\"condition7\":{},\"residual\":{},\"max_abs_deviation\":{},\"max_rel_deviation\":{},\"new_layers\":[{}]}}",
+        r.op,
+        r.layer,
+        r.params_before,
+        r.params_after,
+        r.nonzero_fraction,
+        r.algorithm.map_or("null".to_string(), |a| format!("\"{}\"", a.name())),
+        r.condition7.map_or("null".to_string(), |c| c.to_string()),
+        json_number(r.residual),
+        json_number(dev.abs),
+        json_number(dev.rel),
+        layers.join(",")
+    )
+}
+
+/// `v` as JSON: a number, or `null` where JSON has none (NaN, infinities).
+fn json_number(v: f64) -> String {
+    if v.is_finite() {
+        v.to_string()
+    } else {
+        "null".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::deviation;
+
+    #[test]
+    fn non_finite_outputs_are_an_infinite_deviation() {
+        let parent = [1.0f32, -2.0, f32::INFINITY];
+        let same = deviation(&parent, &parent);
+        assert_eq!((same.abs, same.rel), (0.0, 0.0));
+        let moved = deviation(&[1.0f32, -2.5, f32::INFINITY], &parent);
+        assert_eq!((moved.abs, moved.rel), (0.5, 0.25));
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let d = deviation(&[bad, -2.0, f32::INFINITY], &parent);
+            assert!(d.rel.is_infinite(), "{bad}: {d:?}");
+            let d = deviation(&[1.0, -2.0, bad], &parent);
+            assert_eq!(d.abs.is_infinite(), bad != f32::INFINITY, "{bad}: {d:?}");
+        }
+        assert!(deviation(&[1.0f64], &[1.0, 2.0]).abs.is_infinite());
+    }
+}

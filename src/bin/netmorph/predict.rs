@@ -1,0 +1,66 @@
+//! `predict`: run a saved model on a `.npy` batch, in the model's precision.
+
+use std::path::Path;
+
+use netmorph::memory::{forward_bytes, Budget};
+use netmorph::model_file::{load, precision};
+use netmorph::npy::Values;
+use netmorph::{Scalar, Tensor};
+
+use crate::args::with_precision;
+use crate::error::{CliError, Result};
+
+/// `netmorph predict`.
+pub fn run(model: &Path, input: &Path, output: &Path, budget: Budget) -> Result<()> {
+    netmorph::atomic::check_outputs(&[output], &[(model, "model"), (input, "input array")])?;
+    with_precision!(precision(model)?, predict_as(model, input, output, budget))
+}
+
+fn predict_as<T: Scalar>(model: &Path, input: &Path, output: &Path, budget: Budget) -> Result<()> {
+    let net = load::<T>(model)?;
+    let array = netmorph::npy::read(input)?;
+    let shape = net.input_shape();
+    let per_sample = array
+        .shape
+        .iter()
+        .skip(1)
+        .try_fold(1usize, |a, d| a.checked_mul(*d));
+    let n = match array.shape.first() {
+        Some(&n) if array.shape.len() >= 2 && per_sample == Some(shape.len()) => n,
+        _ => {
+            return Err(CliError::Usage(format!(
+                "{}: input of shape {:?} does not fit the model, which takes N x {} x {} x {} (or N x {})",
+                input.display(),
+                array.shape,
+                shape.c,
+                shape.h,
+                shape.w,
+                shape.len()
+            )))
+        }
+    };
+    budget.check(
+        &format!("the forward pass of {n} samples"),
+        forward_bytes(&net, n),
+    )?;
+    // An f32 array into an f32 model is taken as is; other pairs convert (f64 -> f32 rounds).
+    let data: Vec<T> = match array.values {
+        Values::F32(v) => v.into_iter().map(|x| T::of_f64(f64::from(x))).collect(),
+        Values::F64(v) => v.into_iter().map(T::of_f64).collect(),
+    };
+    let y = net.forward(&Tensor { n, shape, data })?;
+    let bytes = netmorph::npy::to_bytes(&[n, y.shape.len()], &y.data);
+    netmorph::atomic::write_atomic(output, &bytes).map_err(|source| {
+        netmorph::atomic::OutputError::Io {
+            path: output.to_path_buf(),
+            source,
+        }
+    })?;
+    println!(
+        "wrote {} ({n} x {}, {})",
+        output.display(),
+        y.shape.len(),
+        T::NAME
+    );
+    Ok(())
+}
