@@ -7,9 +7,10 @@ with `netmorph predict` on the same random batch.
     python3 examples/torch_compare.py model.safetensors [--netmorph target/release/netmorph]
 
 The architecture JSON (docs/format.md) maps one to one onto torch.nn modules; tensors are
-already in PyTorch's layout. `.ci/run` runs it on a trained and on a morphed model (parallel
-branches, P-activations, padding changes); exit status 1 if the outputs differ by more than
-1e-9 relative.
+already in PyTorch's layout. Both sides run in the file's precision. `.ci/run` runs it on
+trained and morphed models (parallel branches, P-activations, padding changes) in f32 and
+f64; exit status 1 if netmorph's output is not in the file's precision or differs by more
+than 1e-5 (f32) or 1e-9 (f64) relative.
 """
 import argparse
 import json
@@ -79,9 +80,12 @@ def main():
     with safe_open(args.model, framework="pt") as f:
         arch = json.loads(f.metadata()["netmorph"])
         tensors = {k: f.get_tensor(k) for k in f.keys()}
-    net = build(arch["layers"], tensors).double().eval()
+    # netmorph runs a model in the precision its file stores; so does the reference.
+    f64 = arch["dtype"] == "f64"
+    dtype, np_dtype, tol = (torch.float64, np.float64, 1e-9) if f64 else (torch.float32, np.float32, 1e-5)
+    net = build(arch["layers"], tensors).to(dtype).eval()
     c, h, w = arch["input"]
-    x = np.random.default_rng(0).standard_normal((8, c, h, w)).astype(np.float64)
+    x = np.random.default_rng(0).standard_normal((8, c, h, w)).astype(np_dtype)
     with tempfile.TemporaryDirectory() as d:
         np.save(f"{d}/x.npy", x)
         subprocess.run([args.netmorph, "predict", args.model, "--input", f"{d}/x.npy", "--output", f"{d}/y.npy"], check=True)
@@ -89,8 +93,8 @@ def main():
     with torch.no_grad():
         theirs = net(torch.from_numpy(x)).reshape(len(x), -1).numpy()
     rel = np.abs(ours - theirs).max() / np.abs(theirs).max()
-    print(f"max |netmorph - torch| / max |torch| = {rel:.2e}")
-    sys.exit(0 if rel < 1e-9 else 1)
+    print(f"{arch['dtype']}: max |netmorph - torch| / max |torch| = {rel:.2e} (bound {tol:.0e})")
+    sys.exit(0 if ours.dtype == np_dtype and rel < tol else 1)
 
 
 if __name__ == "__main__":

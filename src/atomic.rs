@@ -157,9 +157,17 @@ pub fn check_outputs(
         // Devices and pipes are written in place (see `write_atomic`); a regular target or a
         // new one needs a writable folder.
         if meta.as_ref().is_err() || meta.as_ref().is_ok_and(std::fs::Metadata::is_file) {
-            let probe = temporary(path, "probe");
-            std::fs::File::create(&probe).map_err(io)?;
-            std::fs::remove_file(&probe).map_err(io)?;
+            // A `.tmp-` name, listed while it exists: Ctrl-C and later writes clean it up.
+            let probe = temporary(path, "tmp");
+            pending(|list| {
+                std::fs::File::create(&probe)?;
+                list.push(probe.clone());
+                Ok(())
+            })
+            .map_err(io)?;
+            let removed = std::fs::remove_file(&probe);
+            pending(|list| list.retain(|p| *p != probe));
+            removed.map_err(io)?;
         }
         seen.push(id);
     }
@@ -186,6 +194,12 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
         return std::fs::write(path, data);
     }
+    // A symbolic link is written through: its target is replaced, the link stays.
+    let resolved = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => path.canonicalize().ok(),
+        _ => None,
+    };
+    let path = resolved.as_deref().unwrap_or(path);
     remove_stale(path);
     let tmp = temporary(path, "tmp");
     // Created and listed in one step, so `exit_removing_pending` sees every temporary.
@@ -204,6 +218,17 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     }
     pending(|list| list.retain(|p| *p != tmp));
     result
+}
+
+/// [`write_atomic`], its error an [`OutputError`] naming `path`.
+///
+/// # Errors
+/// [`OutputError::Io`].
+pub fn write(path: &Path, data: &[u8]) -> Result<(), OutputError> {
+    write_atomic(path, data).map_err(|source| OutputError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn pending<R>(f: impl FnOnce(&mut Vec<PathBuf>) -> R) -> R {

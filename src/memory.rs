@@ -141,13 +141,31 @@ pub fn parse_size(text: &str) -> Option<u64> {
         .then_some(bytes as u64)
 }
 
-/// The memory the operating system reports as available to a new allocation now
-/// (`MemAvailable` in `/proc/meminfo`); `None` where it cannot be read.
+/// The memory available to a new allocation now: `MemAvailable` in `/proc/meminfo`, or less
+/// where this process's control group (v2) allows less (`memory.max - memory.current`, as
+/// in containers); `None` where neither can be read.
 pub fn available() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
+    let info = std::fs::read_to_string("/proc/meminfo").ok();
+    let host = info.as_deref().and_then(|info| {
+        let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        kib.checked_mul(1024)
+    });
+    let group = || {
+        let read = |f: &str| {
+            std::fs::read_to_string(format!("/sys/fs/cgroup/{f}"))
+                .ok()?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        };
+        // `max` (no limit) does not parse: no group limit.
+        Some(read("memory.max")?.saturating_sub(read("memory.current").unwrap_or(0)))
+    };
+    match (host, group()) {
+        (Some(h), Some(g)) => Some(h.min(g)),
+        (h, g) => h.or(g),
+    }
 }
 
 /// Bytes of `values` scalars of type `T`.

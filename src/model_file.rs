@@ -386,11 +386,19 @@ pub fn load_scaled<T: Scalar>(path: &Path) -> Result<ScaledNetwork<T>, ModelFile
     parse(&data).map_err(|e| at_path(e, path))
 }
 
+/// The bytes of the regular file at `path` (a device or pipe could be endless).
 fn read(path: &Path) -> Result<Vec<u8>, ModelFileError> {
-    std::fs::read(path).map_err(|source| ModelFileError::Io {
+    let io = |source| ModelFileError::Io {
         path: path.to_path_buf(),
         source,
-    })
+    };
+    if !std::fs::metadata(path).map_err(io)?.is_file() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    std::fs::read(path).map_err(io)
 }
 
 /// `e` (from parsing bytes) naming the file they came from.
@@ -445,7 +453,18 @@ fn parse<T: Scalar>(data: &[u8]) -> Result<ScaledNetwork<T>, ModelFileError> {
         .as_array()
         .map(|v| v.iter().map(Value::as_u64).collect::<Option<Vec<_>>>())
     {
-        Some(Some(v)) if v.len() == 3 => Shape::image(v[0] as usize, v[1] as usize, v[2] as usize),
+        Some(Some(v)) if v.len() == 3 => match v
+            .iter()
+            .map(|d| usize::try_from(*d).ok())
+            .collect::<Option<Vec<_>>>()
+        {
+            Some(d) => Shape::image(d[0], d[1], d[2]),
+            None => {
+                return Err(arch_err(
+                    "`input` dimensions exceed this machine's sizes".into(),
+                ))
+            }
+        },
         _ => return Err(arch_err("`input` must be [channels, height, width]".into())),
     };
     // Files from before the field: the only scale there was.
@@ -465,7 +484,7 @@ fn parse<T: Scalar>(data: &[u8]) -> Result<ScaledNetwork<T>, ModelFileError> {
 fn field(v: &Value, key: &str) -> Result<usize, String> {
     v[key]
         .as_u64()
-        .map(|x| x as usize)
+        .and_then(|x| usize::try_from(x).ok())
         .ok_or_else(|| format!("layer field `{key}` missing or not a number"))
 }
 

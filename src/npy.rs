@@ -208,10 +208,18 @@ impl std::error::Error for NpyError {
 /// # Errors
 /// [`NpyError::Io`] if the file cannot be read, [`NpyError::Format`] if [`parse`] refuses it.
 pub fn read(path: &Path) -> Result<Array, NpyError> {
-    let bytes = std::fs::read(path).map_err(|source| NpyError::Io {
+    let io = |source| NpyError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    // A device or pipe could be endless: only regular files, whose size is known.
+    if !std::fs::metadata(path).map_err(io)?.is_file() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(io)?;
     parse(&bytes).map_err(|source| NpyError::Format {
         path: path.to_path_buf(),
         source,

@@ -179,6 +179,16 @@ pub fn parse_op(text: &str) -> Result<MorphOp, OpError> {
                 },
             }
         }
+        "stack"
+            if !kv.contains_key("cl")
+                && ["k1", "k2", "alg", "act"]
+                    .iter()
+                    .any(|k| kv.contains_key(*k)) =>
+        {
+            return Err(fail(
+                "k1, k2, alg and act deepen the branches: give `cl=` too".into(),
+            ))
+        }
         "stack" => MorphOp::Stacked {
             layer: path,
             params: StackedParams {
@@ -333,7 +343,7 @@ pub const OPERATIONS: &[OpDoc] = &[
         keys: &[
             key("n", Some("2"), "branches"),
             key("split", Some("equal"), "equal (G / n each) or random (random parts that sum to G)"),
-            key("cl", Some("none"), "deepen every branch with this C_l (then k1, k2, alg, act apply)"),
+            key("cl", Some("no deepening"), "deepen every branch with this C_l (k1, k2, alg and act need it)"),
             K1,
             K2,
             ALG,
@@ -430,6 +440,8 @@ mod tests {
         );
         let twice = parse_op("width@0,to=12,to=14").unwrap_err();
         assert!(twice.reason.contains("twice"), "{twice}");
+        let stack = parse_op("stack@0,n=2,k1=3").unwrap_err();
+        assert!(stack.reason.contains("give `cl=`"), "{stack}");
         let trailing = parse_op("insert@0,cl=3,trailing=yes").unwrap_err();
         assert!(trailing.reason.contains("true or false"), "{trailing}");
         let op = parse_op("frob@0").unwrap_err();

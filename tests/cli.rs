@@ -406,3 +406,23 @@ fn the_input_scale_travels_with_the_model() {
     assert!(err.contains("use `standard` or `pixels`"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn ops_lists_every_operation_with_an_example() {
+    let (code, out, err) = run(&["ops"]);
+    assert_eq!(code, 0, "{err}");
+    for op in netmorph::ops::OPERATIONS {
+        assert!(
+            out.contains(&format!("--op \"{}\"", op.example)),
+            "{}: {out}",
+            op.name
+        );
+        for key in op.keys {
+            assert!(out.contains(key.name), "{}.{}: {out}", op.name, key.name);
+        }
+    }
+    assert!(
+        out.contains("Condition (7)") && out.contains("PATH"),
+        "{out}"
+    );
+}

@@ -255,6 +255,9 @@ fn morphs_too_large_or_unbounded_are_refused() {
     for (op, expect) in [
         ("depth@0,cl=999999999999,k1=3,k2=3", "needs about"),
         ("depth@3,cl=18446744073709551615", "would exceed usize::MAX"),
+        ("depth@0,cl=4,k1=999999999,k2=3", "would exceed usize::MAX"),
+        ("depth@0,cl=4,k1=301,k2=3", "needs about"),
+        ("depth@0,cl=4,k1=3,k2=18446744073709551615", "K_2"),
         ("width@0,to=99999999999", "needs about"),
         ("net2wider@0,to=99999999999", "needs about"),
         ("subnet@0,widths=99999999999,kernels=3/1", "needs about"),
@@ -374,6 +377,38 @@ fn outputs_are_checked_before_any_work_and_inputs_survive() {
             s(&dir),
         ],
         "is a folder",
+    );
+    let images = data.join("train-images-idx3-ubyte");
+    let before_images = std::fs::read(&images).unwrap();
+    refused(
+        &[
+            "train",
+            "--arch",
+            "mlp()",
+            "--data",
+            s(&data),
+            "--out",
+            s(&images),
+        ],
+        "data file",
+    );
+    assert_eq!(std::fs::read(&images).unwrap(), before_images);
+    // A device is a fine output; its checkpoint would not go beside it.
+    let out = netmorph(&[
+        "train",
+        "--arch",
+        "mlp()",
+        "--data",
+        s(&data),
+        "--epochs",
+        "1",
+        "--out",
+        "/dev/null",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     let csv = dir.join("g.csv");
     refused(

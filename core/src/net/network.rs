@@ -95,6 +95,16 @@ pub enum NetError {
         /// Input shape.
         input: Shape,
     },
+    /// A pooling stride larger than both its window and its input: every stride from
+    /// `useful` on places the same windows.
+    PoolStride {
+        /// The layer.
+        layer: LayerPath,
+        /// The stride.
+        stride: usize,
+        /// The largest stride that means something here.
+        useful: usize,
+    },
     /// A stride, kernel or pooling size of zero.
     ZeroSize {
         /// The layer.
@@ -177,6 +187,11 @@ impl fmt::Display for NetError {
                 f,
                 "layer {layer}: window {k} does not fit its {}x{} input; use a smaller kernel or more padding",
                 input.h, input.w
+            ),
+            Self::PoolStride { layer, stride, useful } => write!(
+                f,
+                "pooling layer {layer}: stride {stride} is larger than its window and its input, \
+                 where every stride from {useful} on places the same windows; use {useful}"
             ),
             Self::ZeroSize { layer } => {
                 write!(f, "layer {layer} has a zero kernel, stride or size; use sizes of at least 1")
@@ -506,6 +521,16 @@ fn infer_geometry<T: Scalar>(l: &Layer<T>, s: Shape, path: &LayerPath) -> Result
             if p.k == 0 || p.stride == 0 {
                 return Err(NetError::ZeroSize { layer });
             }
+            // Max pooling keeps `stride` phases of a row: a stride past the window and the
+            // input would size them by nothing but the stride.
+            let useful = p.k.max(s.h).max(s.w);
+            if p.stride > useful {
+                return Err(NetError::PoolStride {
+                    layer,
+                    stride: p.stride,
+                    useful,
+                });
+            }
             if matches!(l, Layer::MaxPool2d(_))
                 && s.h.checked_mul(s.w).is_none_or(|n| n > MAX_POOL_PLANE)
             {
@@ -662,6 +687,21 @@ mod tests {
             let e = Network::<f64>::new(input, vec![relu.clone()]).unwrap_err();
             assert_eq!(e, NetError::EmptyInput { input });
         }
+    }
+
+    #[test]
+    fn pooling_strides_past_window_and_input_are_refused() {
+        let pool = |stride| Pool {
+            k: 2,
+            stride,
+            ceil: false,
+        };
+        let input = Shape::image(1, 5, 7);
+        let e =
+            Network::<f32>::new(input, alloc::vec![Layer::MaxPool2d(pool(1 << 40))]).unwrap_err();
+        assert!(matches!(e, NetError::PoolStride { useful: 7, .. }), "{e}");
+        let net = Network::<f32>::new(input, alloc::vec![Layer::MaxPool2d(pool(7))]).unwrap();
+        assert_eq!(net.output_shape(), Shape::image(1, 1, 1));
     }
 
     #[test]

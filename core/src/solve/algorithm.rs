@@ -154,7 +154,8 @@ impl fmt::Display for SolveError {
                 f,
                 "K_1 + K_2 - 1 = {} must be at least the parent kernel {k} and differ from it by an \
                  even number; choose odd K_1 = {k1}, K_2 = {k2} with K_1 + K_2 - 1 >= {k}",
-                k1 + k2 - 1
+                // Widened: the sizes come from the user.
+                *k1 as u128 + *k2 as u128 - 1
             ),
             Self::NoExpandingFactor { c_l, c_in, c_out } => write!(
                 f,

@@ -1,7 +1,7 @@
 //! Flags several commands share, and what they turn into: data sets, training settings, the
 //! input scale and the model's precision.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use netmorph::data::{cifar10, fashion_mnist, Augment, Dataset, InputScale, FASHION_MNIST_DIR};
 use netmorph::fit::FitConfig;
@@ -145,17 +145,14 @@ pub type Unscaled = (Dataset, Dataset, Vec<(f64, f64)>);
 
 /// [`Unscaled`] data named `name`, the training split cut to `limit` samples (0: all).
 pub fn load_unscaled(name: &str, limit: usize) -> Result<Unscaled> {
-    let cifar_dir = std::env::var_os("NETMORPH_CIFAR10")
-        .map_or_else(|| PathBuf::from(CIFAR10_DIR), PathBuf::from);
+    let dir = data_dir(name);
     let (mut train, test) = match name {
-        "fashion-mnist" => fashion_mnist(Path::new(FASHION_MNIST_DIR)),
-        "cifar10" => cifar10(&cifar_dir, 0),
-        dir if Path::new(dir).join("train").is_dir()
-            || Path::new(dir).join("data_batch_1.bin").exists() =>
-        {
-            cifar10(Path::new(dir), 0)
+        "fashion-mnist" => fashion_mnist(&dir),
+        "cifar10" => cifar10(&dir, 0),
+        _ if dir.join("train").is_dir() || dir.join("data_batch_1.bin").exists() => {
+            cifar10(&dir, 0)
         }
-        dir => fashion_mnist(Path::new(dir)),
+        _ => fashion_mnist(&dir),
     }
     .context(|| format!("loading --data {name}"))?;
     let stats = train.channel_stats();
@@ -163,6 +160,30 @@ pub fn load_unscaled(name: &str, limit: usize) -> Result<Unscaled> {
         train = train.head(limit);
     }
     Ok((train, test, stats))
+}
+
+/// The folder `--data name` reads.
+fn data_dir(name: &str) -> PathBuf {
+    match name {
+        "fashion-mnist" => PathBuf::from(FASHION_MNIST_DIR),
+        "cifar10" => std::env::var_os("NETMORPH_CIFAR10")
+            .map_or_else(|| PathBuf::from(CIFAR10_DIR), PathBuf::from),
+        dir => PathBuf::from(dir),
+    }
+}
+
+/// The files directly in `--data name`'s folder (IDX files, CIFAR-10 batches): inputs no
+/// output may overwrite.
+pub fn data_files(name: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(data_dir(name))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `requested` threads, or one per core for 0.

@@ -4,17 +4,19 @@
 use std::path::{Path, PathBuf};
 
 use netmorph::fit::{cast, evaluate, EpochStats, FitConfig, TrainState};
-use netmorph::memory::{human, training_bytes, Budget};
+use netmorph::memory::{human, Budget};
 use netmorph::model_file::{save_scaled, Precision};
 use netmorph::morph::plan::MorphOp;
 use netmorph::ops::parse_op;
 use netmorph::plot::Series;
-use netmorph::{arch, Network, Rng, Scalar};
+use netmorph::{arch, Rng, Scalar};
 
-use crate::args::{fit_config, input_scale, load_data, with_precision, DataArgs, OptArgs};
+use crate::args::{
+    data_files, fit_config, input_scale, load_data, with_precision, DataArgs, OptArgs,
+};
 use crate::error::{CliError, Context, Result};
 use crate::morph::{apply_checked, check_deviation};
-use crate::training::{build, checkpoint_path, fit_or_checkpoint};
+use crate::training::{build, check_training, checkpoint_path, fit_or_checkpoint, Checkpointing};
 
 #[derive(clap::Args)]
 pub struct GrowArgs {
@@ -77,7 +79,7 @@ pub fn run(args: &GrowArgs, budget: Budget) -> Result<()> {
 fn grow_as<T: Scalar>(args: &GrowArgs, budget: Budget) -> Result<()> {
     let opt = &args.opt;
     if opt.resume.is_some() {
-        return Err(CliError::Usage("grow runs its stages from the start; to resume an interrupted stage, use `netmorph continue CHECKPOINT --resume CHECKPOINT`".into()));
+        return Err(CliError::Usage("grow runs its stages from the start; an interrupted stage printed the `netmorph continue ... --resume ...` command that finishes it".into()));
     }
     let stages: Vec<Stage> = args
         .stages
@@ -95,7 +97,10 @@ fn grow_as<T: Scalar>(args: &GrowArgs, budget: Budget) -> Result<()> {
     .into_iter()
     .flatten()
     .collect();
-    netmorph::atomic::check_outputs(&outputs, &[])?;
+    let files = data_files(&args.data.data);
+    let inputs: Vec<(&Path, &'static str)> =
+        files.iter().map(|f| (f.as_path(), "data file")).collect();
+    netmorph::atomic::check_outputs(&outputs, &inputs)?;
     let scale = input_scale(&args.data, None)?;
     let (train_set, test_set) = load_data(&args.data.data, args.data.limit, scale)?;
     let mut net = build::<T>(&arch, &train_set, opt.seed, budget)?;
@@ -108,14 +113,19 @@ fn grow_as<T: Scalar>(args: &GrowArgs, budget: Budget) -> Result<()> {
         T::NAME
     );
     let config = fit_config(opt, &train_set, opt.epochs)?;
-    check_training(&net, &config, budget)?;
+    let need = check_training(&net, &config, train_set.y.len(), budget)?;
+    println!("  training needs about {} of memory", human(need));
     let stats = fit_or_checkpoint(
         &mut net,
         (&train_set, &test_set),
         &config,
         &mut TrainState::new(&config),
         (opt.json, "parent"),
-        Some((&ckpt, scale)),
+        Some(Checkpointing {
+            path: &ckpt,
+            scale,
+            resume: resume_hint(&config),
+        }),
     )?;
     log.record("parent", net.param_count(), &stats, None);
     let mut rng = Rng::seed(opt.seed ^ 0x6720);
@@ -144,8 +154,16 @@ fn grow_as<T: Scalar>(args: &GrowArgs, budget: Budget) -> Result<()> {
             seed: opt.seed.wrapping_add(1 + i as u64),
             ..fit_config(opt, &train_set, *epochs)?
         };
-        config.sgd.lr = args.stage_lr.unwrap_or(opt.lr);
-        check_training(&net, &config, budget)?;
+        config.sgd.lr = match args.stage_lr {
+            Some(lr) if !lr.is_finite() => {
+                return Err(CliError::Usage(format!(
+                    "--stage-lr {lr}: give a finite number"
+                )))
+            }
+            lr => lr.unwrap_or(opt.lr),
+        };
+        let need = check_training(&net, &config, train_set.y.len(), budget)?;
+        println!("  training needs about {} of memory", human(need));
         let name = format!("stage {stage}");
         let stats = fit_or_checkpoint(
             &mut net,
@@ -153,26 +171,22 @@ fn grow_as<T: Scalar>(args: &GrowArgs, budget: Budget) -> Result<()> {
             &config,
             &mut TrainState::new(&config),
             (opt.json, &name),
-            Some((&ckpt, scale)),
+            Some(Checkpointing {
+                path: &ckpt,
+                scale,
+                resume: resume_hint(&config),
+            }),
         )?;
         log.record(&name, net.param_count(), &stats, Some(acc));
     }
     save_scaled(&net, scale, &args.out)?;
-    let write = |path: &Path, text: String| {
-        netmorph::atomic::write_atomic(path, text.as_bytes()).map_err(|source| {
-            netmorph::atomic::OutputError::Io {
-                path: path.to_path_buf(),
-                source,
-            }
-        })
-    };
     if let Some(path) = &args.csv {
-        write(path, log.rows.join("\n") + "\n")?;
+        netmorph::atomic::write(path, (log.rows.join("\n") + "\n").as_bytes())?;
     }
     if let Some(path) = &args.plot {
-        write(
+        netmorph::atomic::write(
             path,
-            netmorph::plot::svg("test accuracy while growing", &log.series),
+            netmorph::plot::svg("test accuracy while growing", &log.series).as_bytes(),
         )?;
     }
     println!(
@@ -183,18 +197,13 @@ fn grow_as<T: Scalar>(args: &GrowArgs, budget: Budget) -> Result<()> {
     Ok(())
 }
 
-/// Refuses a training run of `net` that would not fit `budget`.
-fn check_training<T: Scalar>(net: &Network<T>, config: &FitConfig, budget: Budget) -> Result<()> {
-    let need = budget.check(
-        &format!(
-            "training ({} parameters, batch {})",
-            net.param_count(),
-            config.batch
-        ),
-        training_bytes(net, config.batch, config.threads),
-    )?;
-    println!("  training needs about {} of memory", human(need));
-    Ok(())
+/// How to finish a stage interrupted with `config` (`{}`: the checkpoint): `grow` itself
+/// does not resume.
+fn resume_hint(config: &FitConfig) -> String {
+    format!(
+        "finish this stage with `netmorph continue {{}} --resume {{}} --seed {} --epochs {} --lr {}` and this command's other training options (--data, --batch, ...), then run the later stages with `netmorph morph` and `netmorph continue`",
+        config.seed, config.epochs, config.sgd.lr
+    )
 }
 
 /// The per-epoch CSV rows and plot series of a `grow` run.

@@ -135,6 +135,9 @@ enum Command {
 /// Raised by Ctrl-C: training stops after the current step and writes a checkpoint.
 static STOP: AtomicBool = AtomicBool::new(false);
 
+/// Raised while training runs: Ctrl-C then stops after the current step instead of at once.
+static FITTING: AtomicBool = AtomicBool::new(false);
+
 /// Raised while a checkpoint is being written: a second Ctrl-C then waits for it instead of
 /// leaving without one.
 static SAVING: AtomicBool = AtomicBool::new(false);
@@ -145,8 +148,10 @@ const INTERRUPTED: u8 = 130;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     netmorph::fit::retain_freed_memory();
+    // Ctrl-C (and SIGTERM) during training stops after the step and writes a checkpoint;
+    // elsewhere, or a second time, it quits at once.
     let handler = ctrlc::set_handler(|| {
-        if !STOP.swap(true, Ordering::SeqCst) {
+        if FITTING.load(Ordering::SeqCst) && !STOP.swap(true, Ordering::SeqCst) {
             eprintln!("\ninterrupted: stopping after this step (Ctrl-C again to quit now)");
         } else if SAVING.load(Ordering::SeqCst) {
             eprintln!("\nwriting the checkpoint; it takes a moment");

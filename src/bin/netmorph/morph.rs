@@ -10,7 +10,7 @@ use netmorph::morph::MorphReport;
 use netmorph::ops::{parse_op, tolerance};
 use netmorph::{Network, Rng, Scalar, Tensor};
 
-use crate::args::{load_data, with_precision};
+use crate::args::{data_files, load_data, with_precision};
 use crate::error::{CliError, Context, Result};
 
 /// The `morph` command's arguments.
@@ -48,8 +48,17 @@ fn morph_as<T: Scalar>(args: &MorphArgs, budget: Budget) -> Result<()> {
         .into_iter()
         .flatten()
         .collect();
-    netmorph::atomic::check_outputs(&outputs, &[(&args.model, "model")])?;
+    let data_files = args.data.as_deref().map(data_files).unwrap_or_default();
+    let mut inputs = vec![(args.model.as_path(), "model")];
+    inputs.extend(data_files.iter().map(|f| (f.as_path(), "data file")));
+    netmorph::atomic::check_outputs(&outputs, &inputs)?;
     let (parent, scale) = load_scaled::<T>(&args.model)?;
+    // The probes and the parent's outputs on them, before either is allocated.
+    let probe_count = if args.data.is_some() { 1000 } else { 256 };
+    budget.check(
+        "the parent's forward pass on the probes",
+        forward_bytes(&parent, probe_count),
+    )?;
     let probes: Tensor<T> = match &args.data {
         Some(name) => netmorph::fit::cast(&load_data(name, 1, scale)?.1.head(1000).x),
         None => Tensor::random(
@@ -65,10 +74,7 @@ fn morph_as<T: Scalar>(args: &MorphArgs, budget: Budget) -> Result<()> {
             p.c, p.h, p.w, m.c, m.h, m.w
         )));
     }
-    budget.check(
-        "the parent's forward pass on the probes",
-        forward_bytes(&parent, probes.n),
-    )?;
+
     let reference = parent.forward(&probes)?;
     let mut rng = Rng::seed(args.seed);
     let mut child = parent;
@@ -94,11 +100,7 @@ fn morph_as<T: Scalar>(args: &MorphArgs, budget: Budget) -> Result<()> {
     }
     save_scaled(&child, scale, &args.out)?;
     if let Some(path) = &args.report {
-        netmorph::atomic::write_atomic(path, format!("[{}]\n", reports.join(",")).as_bytes())
-            .map_err(|source| netmorph::atomic::OutputError::Io {
-                path: path.clone(),
-                source,
-            })?;
+        netmorph::atomic::write(path, format!("[{}]\n", reports.join(",")).as_bytes())?;
     }
     println!(
         "wrote {} ({} parameters, {})",

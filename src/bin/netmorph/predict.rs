@@ -18,15 +18,19 @@ pub fn run(model: &Path, input: &Path, output: &Path, budget: Budget) -> Result<
 
 fn predict_as<T: Scalar>(model: &Path, input: &Path, output: &Path, budget: Budget) -> Result<()> {
     let net = load::<T>(model)?;
+    // The file's bytes and their values in `T` are alive at once.
+    let size = std::fs::metadata(input).map_or(0, |m| m.len());
+    let per_value = (core::mem::size_of::<T>() as u64).div_ceil(4) + 1;
+    budget.check(
+        &format!("reading {}", input.display()),
+        size.checked_mul(per_value),
+    )?;
     let array = netmorph::npy::read(input)?;
     let shape = net.input_shape();
-    let per_sample = array
-        .shape
-        .iter()
-        .skip(1)
-        .try_fold(1usize, |a, d| a.checked_mul(*d));
-    let n = match array.shape.first() {
-        Some(&n) if array.shape.len() >= 2 && per_sample == Some(shape.len()) => n,
+    // N x C x H x W as the model takes it, or N x features for flat models and flat batches.
+    let n = match array.shape[..] {
+        [n, c, h, w] if (c, h, w) == (shape.c, shape.h, shape.w) => n,
+        [n, len] if Some(len) == shape.checked_len() => n,
         _ => {
             return Err(CliError::Usage(format!(
                 "{}: input of shape {:?} does not fit the model, which takes N x {} x {} x {} (or N x {})",
@@ -50,12 +54,7 @@ fn predict_as<T: Scalar>(model: &Path, input: &Path, output: &Path, budget: Budg
     };
     let y = net.forward(&Tensor { n, shape, data })?;
     let bytes = netmorph::npy::to_bytes(&[n, y.shape.len()], &y.data);
-    netmorph::atomic::write_atomic(output, &bytes).map_err(|source| {
-        netmorph::atomic::OutputError::Io {
-            path: output.to_path_buf(),
-            source,
-        }
-    })?;
+    netmorph::atomic::write(output, &bytes)?;
     println!(
         "wrote {} ({n} x {}, {})",
         output.display(),

@@ -13,10 +13,10 @@ use netmorph::model_file::{load_scaled, precision, save_scaled, Precision, Scale
 use netmorph::{arch, Network, Rng, Scalar};
 
 use crate::args::{
-    fit_config, input_scale, load_unscaled, with_precision, DataArgs, OptArgs, Unscaled,
+    data_files, fit_config, input_scale, load_unscaled, with_precision, DataArgs, OptArgs, Unscaled,
 };
 use crate::error::{CliError, Context, Result};
-use crate::{INTERRUPTED, SAVING, STOP};
+use crate::{FITTING, INTERRUPTED, SAVING, STOP};
 
 /// Where a run starts.
 enum Start<T> {
@@ -49,7 +49,7 @@ fn train_new<T: Scalar>(
     budget: Budget,
 ) -> Result<()> {
     let arch = arch::parse(spec)?;
-    check_outputs(opt, out, None)?;
+    check_outputs(opt, data, out, None)?;
     let scale = input_scale(data, None)?;
     let loaded = load_unscaled(&data.data, data.limit)?;
     let net = build::<T>(&arch, &loaded.0, opt.seed, budget)?;
@@ -65,12 +65,16 @@ pub fn build<T: Scalar>(
     budget: Budget,
 ) -> Result<Network<T>> {
     let params = arch.param_count(train.x.shape, train.classes);
+    // While a layer's weights are drawn, its zeros, the f64 draws and the converted values
+    // are alive at once: bound that by 8 + 4 more bytes per parameter.
+    let need = params
+        .and_then(|p| values_bytes::<T>(p)?.checked_add(u64::try_from(p).ok()?.checked_mul(12)?));
     budget.check(
         &format!(
-            "the network's parameters ({})",
+            "building the network ({} parameters)",
             params.map_or("overflowing".into(), |p| p.to_string())
         ),
-        params.and_then(values_bytes::<T>),
+        need,
     )?;
     Ok(arch.build(train.x.shape, train.classes, &mut Rng::seed(seed))?)
 }
@@ -99,7 +103,7 @@ fn continue_model<T: Scalar>(
     out: &Path,
     budget: Budget,
 ) -> Result<()> {
-    check_outputs(opt, out, Some(model))?;
+    check_outputs(opt, data, out, Some(model))?;
     let net = load_scaled::<T>(model)?;
     let loaded = load_unscaled(&data.data, data.limit)?;
     run_fit(Start::Model(net), loaded, data, opt, out, budget)
@@ -117,7 +121,7 @@ fn resume_as<T: Scalar>(
     out: &Path,
     budget: Budget,
 ) -> Result<()> {
-    check_outputs(opt, out, None)?;
+    check_outputs(opt, data, out, None)?;
     let loaded = load_unscaled(&data.data, data.limit)?;
     run_fit::<T>(
         Start::Checkpoint(ckpt.to_path_buf()),
@@ -132,9 +136,11 @@ fn resume_as<T: Scalar>(
 /// Checks `out` and the checkpoint path of a run writing it before any work: neither may be
 /// the `model` read; the checkpoint may be the one being resumed (an interruption replaces
 /// it), `out` may not.
-fn check_outputs(opt: &OptArgs, out: &Path, model: Option<&Path>) -> Result<()> {
+fn check_outputs(opt: &OptArgs, data: &DataArgs, out: &Path, model: Option<&Path>) -> Result<()> {
     let ckpt = checkpoint_path(opt, out);
-    let inputs: Vec<(&Path, &'static str)> = model.map(|m| (m, "model")).into_iter().collect();
+    let files = data_files(&data.data);
+    let mut inputs: Vec<(&Path, &'static str)> = model.map(|m| (m, "model")).into_iter().collect();
+    inputs.extend(files.iter().map(|f| (f.as_path(), "data file")));
     netmorph::atomic::check_outputs(&[out, &ckpt], &inputs)?;
     if let Some(resumed) = &opt.resume {
         netmorph::atomic::check_outputs(&[out], &[(resumed, "checkpoint")])?;
@@ -172,16 +178,7 @@ fn run_fit<T: Scalar>(
     train_set.scale(&stats, scale);
     test_set.scale(&stats, scale);
     fits(&net, &train_set)?;
-    let need = budget.check(
-        &format!(
-            "training ({} parameters in {}, batch {}, {} threads)",
-            net.param_count(),
-            T::NAME,
-            config.batch,
-            config.threads
-        ),
-        training_bytes(&net, config.batch, config.threads),
-    )?;
+    let need = check_training(&net, &config, train_set.y.len(), budget)?;
     if !opt.json {
         println!(
             "{} parameters ({}), {} training images, {} test images, about {} of memory",
@@ -199,7 +196,11 @@ fn run_fit<T: Scalar>(
         &config,
         &mut state,
         (opt.json, "train"),
-        Some((&ckpt, scale)),
+        Some(Checkpointing {
+            path: &ckpt,
+            scale,
+            resume: "resume with the same command plus `--resume {}`".into(),
+        }),
     )?;
     save_scaled(&net, scale, out)?;
     if !opt.json {
@@ -211,6 +212,30 @@ fn run_fit<T: Scalar>(
         );
     }
     Ok(())
+}
+
+/// The memory training `net` on `samples` samples as `config` says will hold, if it fits
+/// `budget` (a step splits its batch, at most the whole set, over at most one thread per
+/// sample).
+///
+/// # Errors
+/// [`CliError::Memory`] naming both figures.
+pub fn check_training<T: Scalar>(
+    net: &Network<T>,
+    config: &FitConfig,
+    samples: usize,
+    budget: Budget,
+) -> Result<u64> {
+    let batch = config.batch.min(samples).max(1);
+    let threads = config.threads.min(batch);
+    Ok(budget.check(
+        &format!(
+            "training ({} parameters in {}, batch {batch}, {threads} threads)",
+            net.param_count(),
+            T::NAME
+        ),
+        training_bytes(net, batch, threads),
+    )?)
 }
 
 /// Checks that `data`'s samples and classes fit `net` before training starts.
@@ -231,37 +256,53 @@ pub fn fits<T: Scalar>(net: &Network<T>, data: &Dataset) -> Result<()> {
     Ok(())
 }
 
-/// Where Ctrl-C writes the checkpoint of a run writing `out`.
+/// Where Ctrl-C writes the checkpoint of a run writing `out`: `--checkpoint`, else beside
+/// `out`, or in the current folder when `out` is a device such as `/dev/null`.
 pub fn checkpoint_path(opt: &OptArgs, out: &Path) -> PathBuf {
-    opt.checkpoint
-        .clone()
-        .unwrap_or_else(|| checkpoint::path_for(out))
+    let device = std::fs::metadata(out).is_ok_and(|m| !m.is_file() && !m.is_dir());
+    match &opt.checkpoint {
+        Some(path) => path.clone(),
+        None if device => checkpoint::path_for(Path::new(out.file_name().unwrap_or_default())),
+        None => checkpoint::path_for(out),
+    }
 }
 
-/// [`fit_with_progress`]; an interruption writes a checkpoint to `ckpt` (if given, with the
-/// run's input scale) and ends the process with status 130.
+/// Where an interrupted run writes its checkpoint, with the run's input scale, and the
+/// command line that resumes it (`{}` stands for the checkpoint's path).
+pub struct Checkpointing<'a> {
+    pub path: &'a Path,
+    pub scale: InputScale,
+    pub resume: String,
+}
+
+/// [`fit_with_progress`]; an interruption writes a checkpoint (if `ckpt` is given), says how
+/// to resume, and ends the process with status 130.
 pub fn fit_or_checkpoint<T: Scalar>(
     net: &mut Network<T>,
     (train, test): (&Dataset, &Dataset),
     config: &FitConfig,
     state: &mut TrainState<T>,
     (json, label): (bool, &str),
-    ckpt: Option<(&Path, InputScale)>,
+    ckpt: Option<Checkpointing<'_>>,
 ) -> Result<Vec<EpochStats>> {
     let (stats, outcome) = fit_with_progress(net, (train, test), config, state, (json, label))?;
     if outcome == Outcome::Interrupted {
         match ckpt {
-            Some((path, scale)) => {
+            Some(Checkpointing {
+                path,
+                scale,
+                resume,
+            }) => {
                 SAVING.store(true, Ordering::SeqCst);
                 let saved = checkpoint::save((net, scale), state, config, path);
                 SAVING.store(false, Ordering::SeqCst);
                 saved.context(|| format!("{label}: writing the checkpoint"))?;
                 eprintln!(
-                    "{label}: stopped at epoch {}, step {}; checkpoint written to {}\nresume with the same command plus `--resume {}`",
+                    "{label}: stopped at epoch {}, step {}; checkpoint written to {}\n{}",
                     state.epoch + 1,
                     state.step,
                     path.display(),
-                    path.display()
+                    resume.replace("{}", &path.display().to_string())
                 );
             }
             None => eprintln!("{label}: stopped"),
@@ -290,6 +331,7 @@ fn fit_with_progress<T: Scalar>(
     );
     let started = std::time::Instant::now();
     let mut steps_here = 0usize;
+    FITTING.store(true, Ordering::SeqCst);
     let result = fit(
         net,
         (train, test),
@@ -325,6 +367,7 @@ fn fit_with_progress<T: Scalar>(
             });
         },
     );
+    FITTING.store(false, Ordering::SeqCst);
     bar.finish_and_clear();
     result.context(|| format!("{label}: training"))
 }
