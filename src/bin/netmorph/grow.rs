@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use netmorph::fit::{cast, evaluate, EpochStats, FitConfig, TrainState};
-use netmorph::memory::{human, Budget};
+use netmorph::memory::{forward_bytes, human, Budget};
 use netmorph::model_file::{save_scaled, Precision};
 use netmorph::morph::plan::MorphOp;
 use netmorph::ops::parse_op;
@@ -131,6 +131,10 @@ fn grow_as<T: Scalar>(args: &GrowArgs, budget: Budget) -> Result<()> {
     let mut rng = Rng::seed(opt.seed ^ 0x6720);
     for (i, (epochs, ops)) in stages.iter().enumerate() {
         let stage = i + 1;
+        budget.check(
+            "the parent's forward pass on the test set",
+            forward_bytes(&net, probes.n),
+        )?;
         let reference = net.forward(&probes)?;
         for (text, op) in ops {
             let (child, r, dev) = apply_checked(op, &net, (&probes, &reference), &mut rng, budget)
