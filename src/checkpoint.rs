@@ -161,6 +161,11 @@ pub fn load<T: Scalar>(
         loss_sum,
         sgd: Sgd::resume(config.sgd, momentum, iteration),
     };
+    if !state.sgd.fits(&net.0) {
+        return Err(bad(
+            "its momentum tensors are not shaped like its network".into()
+        ));
+    }
     Ok((net, state))
 }
 

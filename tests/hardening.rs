@@ -509,6 +509,35 @@ fn checkpoints_edited_past_the_run_are_refused() {
         ],
         "past this run's 2 epochs",
     );
+    // Momentum of another network (here: of none) is refused at load, not at the first step.
+    let foreign = netmorph::fit::TrainState {
+        sgd: netmorph::train::Sgd::resume(config.sgd, Some(Vec::new()), 0),
+        ..netmorph::fit::TrainState::<f32>::new(&config)
+    };
+    netmorph::checkpoint::save(
+        (&net, netmorph::data::InputScale::Standard),
+        &foreign,
+        &config,
+        &ckpt,
+    )
+    .unwrap();
+    refused(
+        &[
+            "continue",
+            m,
+            "--data",
+            d,
+            "--epochs",
+            "2",
+            "--batch",
+            "10",
+            "--resume",
+            s(&ckpt),
+            "--out",
+            s(&out2),
+        ],
+        "not shaped like its network",
+    );
     assert!(!out2.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }

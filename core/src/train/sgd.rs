@@ -92,6 +92,14 @@ impl<T: Scalar> Sgd<T> {
         }
     }
 
+    /// Whether the momentum buffers (if any yet) are shaped like `net`'s layers, as a resumed
+    /// optimiser's must be.
+    pub fn fits(&self, net: &crate::Network<T>) -> bool {
+        self.velocity
+            .as_deref()
+            .is_none_or(|v| same_structure(v, net.layers()))
+    }
+
     /// Iterations done.
     pub fn iteration(&self) -> usize {
         self.iter
