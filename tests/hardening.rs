@@ -247,6 +247,52 @@ fn architectures_too_large_for_memory_are_refused_before_allocating() {
 }
 
 #[test]
+fn data_sets_too_large_for_memory_are_refused_before_loading() {
+    let dir = temp_dir("databudget");
+    // 2 x 2000 images of 32 x 32: 4 MiB stored, about 9 times that once loaded.
+    let data = idx_folder(&dir, 2000, (32, 32), 3);
+    let model = dir.join("m.safetensors");
+    let (d, m) = (s(&data), s(&model));
+    refused(
+        &[
+            "train",
+            "--arch",
+            "mlp()",
+            "--data",
+            d,
+            "--out",
+            m,
+            "--max-memory",
+            "16M",
+        ],
+        "loading --data",
+    );
+    let out = netmorph(&[
+        "train",
+        "--arch",
+        "mlp()",
+        "--data",
+        d,
+        "--epochs",
+        "1",
+        "--out",
+        m,
+        "--max-memory",
+        "64M",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    refused(
+        &["eval", m, "--data", d, "--max-memory", "16M"],
+        "loading --data",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn morphs_too_large_or_unbounded_are_refused() {
     let dir = temp_dir("morph");
     let model = conv_model(&dir);

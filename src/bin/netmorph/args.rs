@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use netmorph::data::{cifar10, fashion_mnist, Augment, Dataset, InputScale, FASHION_MNIST_DIR};
 use netmorph::fit::FitConfig;
+use netmorph::memory::Budget;
 use netmorph::model_file::Precision;
 use netmorph::train::{Schedule, SgdConfig};
 
@@ -132,8 +133,13 @@ pub fn input_scale(data: &DataArgs, model: Option<InputScale>) -> Result<InputSc
 
 /// Training and test splits, scaled as `scale` says with the training split's channel
 /// statistics.
-pub fn load_data(name: &str, limit: usize, scale: InputScale) -> Result<(Dataset, Dataset)> {
-    let (mut train, mut test, stats) = load_unscaled(name, limit)?;
+pub fn load_data(
+    name: &str,
+    limit: usize,
+    scale: InputScale,
+    budget: Budget,
+) -> Result<(Dataset, Dataset)> {
+    let (mut train, mut test, stats) = load_unscaled(name, limit, budget)?;
     train.scale(&stats, scale);
     test.scale(&stats, scale);
     Ok((train, test))
@@ -144,7 +150,8 @@ pub fn load_data(name: &str, limit: usize, scale: InputScale) -> Result<(Dataset
 pub type Unscaled = (Dataset, Dataset, Vec<(f64, f64)>);
 
 /// [`Unscaled`] data named `name`, the training split cut to `limit` samples (0: all).
-pub fn load_unscaled(name: &str, limit: usize) -> Result<Unscaled> {
+pub fn load_unscaled(name: &str, limit: usize, budget: Budget) -> Result<Unscaled> {
+    budget.check(&format!("loading --data {name}"), data_bytes(name))?;
     let dir = data_dir(name);
     let (mut train, test) = match name {
         "fashion-mnist" => fashion_mnist(&dir),
@@ -184,6 +191,53 @@ pub fn data_files(name: &str) -> Vec<PathBuf> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Values a data set in memory holds per byte or pixel the files store: the byte as read,
+/// its f32 value, and one more f32 copy (scaling, `--limit`).
+const BYTES_PER_VALUE: u64 = 1 + 4 + 4;
+
+/// Bytes loading `--data name` holds at its peak, from the sizes of its files before reading
+/// them (`None` on overflow): IDX files by their uncompressed size (a gzip file's trailer
+/// gives it, plus the compressed bytes read first), CIFAR-10 batches by their size, JPEG
+/// folders by their image count (32 x 32 x 3 values each).
+pub fn data_bytes(name: &str) -> Option<u64> {
+    let dir = data_dir(name);
+    let mut stored = 0u64;
+    let stored_data = |f: &PathBuf| {
+        f.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+            n.ends_with("-ubyte") || n.ends_with("-ubyte.gz") || n.ends_with(".bin")
+        })
+    };
+    for file in data_files(name).iter().filter(|f| stored_data(f)) {
+        let len = std::fs::metadata(file).ok()?.len();
+        let gz = file.extension().is_some_and(|e| e == "gz");
+        stored = stored.checked_add(if gz {
+            len.checked_add(gzip_size(file)?)?
+        } else {
+            len
+        })?;
+    }
+    for split in ["train", "test"] {
+        let Ok(classes) = std::fs::read_dir(dir.join(split)) else {
+            continue;
+        };
+        for class in classes.flatten() {
+            let images = std::fs::read_dir(class.path()).map_or(0, |e| e.count());
+            stored = stored.checked_add(u64::try_from(images).ok()?.checked_mul(3072)?)?;
+        }
+    }
+    stored.checked_mul(BYTES_PER_VALUE)
+}
+
+/// The uncompressed size a gzip file's trailer states (modulo 2^32, as the format keeps it).
+fn gzip_size(file: &std::path::Path) -> Option<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(file).ok()?;
+    f.seek(SeekFrom::End(-4)).ok()?;
+    let mut size = [0u8; 4];
+    f.read_exact(&mut size).ok()?;
+    Some(u64::from(u32::from_le_bytes(size)))
 }
 
 /// `requested` threads, or one per core for 0.

@@ -51,7 +51,7 @@ fn train_new<T: Scalar>(
     let arch = arch::parse(spec)?;
     check_outputs(opt, data, out, None)?;
     let scale = input_scale(data, None)?;
-    let loaded = load_unscaled(&data.data, data.limit)?;
+    let loaded = load_unscaled(&data.data, data.limit, budget)?;
     let net = build::<T>(&arch, &loaded.0, opt.seed, budget)?;
     run_fit(Start::Model((net, scale)), loaded, data, opt, out, budget)
 }
@@ -105,7 +105,7 @@ fn continue_model<T: Scalar>(
 ) -> Result<()> {
     check_outputs(opt, data, out, Some(model))?;
     let net = load_scaled::<T>(model)?;
-    let loaded = load_unscaled(&data.data, data.limit)?;
+    let loaded = load_unscaled(&data.data, data.limit, budget)?;
     run_fit(Start::Model(net), loaded, data, opt, out, budget)
 }
 
@@ -122,7 +122,7 @@ fn resume_as<T: Scalar>(
     budget: Budget,
 ) -> Result<()> {
     check_outputs(opt, data, out, None)?;
-    let loaded = load_unscaled(&data.data, data.limit)?;
+    let loaded = load_unscaled(&data.data, data.limit, budget)?;
     run_fit::<T>(
         Start::Checkpoint(ckpt.to_path_buf()),
         loaded,
