@@ -309,25 +309,19 @@ impl Arch {
         let mut width = input.c.checked_mul(input.h)?.checked_mul(input.w)?;
         match self {
             Self::Mlp(hidden) => {
+                let dense = |out: usize, inp: usize| Planned::Linear {
+                    out,
+                    inp,
+                    k: 0,
+                    std: fan_in(inp),
+                };
                 layers.push(Planned::Flatten);
                 for &h in hidden {
-                    let std = fan_in(width);
-                    layers.push(Planned::Linear {
-                        out: h,
-                        inp: width,
-                        k: 0,
-                        std,
-                    });
+                    layers.push(dense(h, width));
                     layers.push(Planned::Relu(h));
                     width = h;
                 }
-                let std = fan_in(width);
-                layers.push(Planned::Linear {
-                    out: classes,
-                    inp: width,
-                    k: 0,
-                    std,
-                });
+                layers.push(dense(classes, width));
             }
             Self::Conv(subnets) => {
                 let last = subnets.len().saturating_sub(1);
