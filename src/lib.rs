@@ -9,12 +9,14 @@ pub use netmorph_core::*;
 
 pub mod arch;
 pub mod atomic;
+pub mod carry;
 pub mod checkpoint;
 pub mod data;
 pub mod fit;
 pub mod memory;
 pub mod model_file;
 pub mod npy;
+pub mod onnx;
 pub mod ops;
 pub mod plot;
 

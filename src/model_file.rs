@@ -156,7 +156,18 @@ pub const CHECKPOINT_KEY: &str = "netmorph_checkpoint";
 /// [`ModelFileError::Corrupt`] only if safetensors rejects the tensors (it does not for
 /// networks built by this crate).
 pub fn to_bytes<T: Scalar>(net: &Network<T>) -> Result<Vec<u8>, ModelFileError> {
-    serialize(net, InputScale::Standard, None)
+    to_bytes_scaled(net, InputScale::Standard)
+}
+
+/// [`to_bytes`] for a network trained on inputs scaled as `scale`.
+///
+/// # Errors
+/// As [`to_bytes`].
+pub fn to_bytes_scaled<T: Scalar>(
+    net: &Network<T>,
+    scale: InputScale,
+) -> Result<Vec<u8>, ModelFileError> {
+    serialize(net, scale, None)
 }
 
 /// Writes a checkpoint: `net` as a model file (every reader of models can use it) plus
@@ -340,22 +351,48 @@ pub fn precision(path: &Path) -> Result<Precision, ModelFileError> {
     }
     let mut header = Vec::new();
     file.take(len).read_to_end(&mut header).map_err(io)?;
+    header_precision(&header).map_err(|e| at_path(e, path))
+}
+
+/// [`precision`] of a model file's bytes.
+///
+/// # Errors
+/// As [`precision`] (with an empty path).
+pub fn precision_of(data: &[u8]) -> Result<Precision, ModelFileError> {
+    let corrupt = |reason: String| ModelFileError::Corrupt {
+        path: PathBuf::new(),
+        reason,
+    };
+    let len = data
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .ok_or_else(|| corrupt("no header length".into()))?;
+    let header = usize::try_from(len)
+        .ok()
+        .filter(|&n| len <= MAX_HEADER && n <= data.len() - 8)
+        .map(|n| &data[8..8 + n])
+        .ok_or_else(|| corrupt(format!("header length {len} exceeds the data")))?;
+    header_precision(header)
+}
+
+/// The `dtype` of the architecture in a safetensors header.
+fn header_precision(header: &[u8]) -> Result<Precision, ModelFileError> {
+    let corrupt = |reason: String| ModelFileError::Corrupt {
+        path: PathBuf::new(),
+        reason,
+    };
+    let arch_err = |reason: String| ModelFileError::Architecture {
+        path: PathBuf::new(),
+        reason,
+    };
     let header: Value =
-        serde_json::from_slice(&header).map_err(|e| corrupt(format!("header is not JSON: {e}")))?;
+        serde_json::from_slice(header).map_err(|e| corrupt(format!("header is not JSON: {e}")))?;
     let arch = header["__metadata__"][METADATA_KEY]
         .as_str()
-        .ok_or_else(|| ModelFileError::Architecture {
-            path: path.to_path_buf(),
-            reason: format!("no `{METADATA_KEY}` metadata entry"),
-        })?;
-    let arch: Value = serde_json::from_str(arch).map_err(|e| ModelFileError::Architecture {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    stored_precision(&arch).map_err(|reason| ModelFileError::Architecture {
-        path: path.to_path_buf(),
-        reason,
-    })
+        .ok_or_else(|| arch_err(format!("no `{METADATA_KEY}` metadata entry")))?;
+    let arch: Value = serde_json::from_str(arch).map_err(|e| arch_err(e.to_string()))?;
+    stored_precision(&arch).map_err(arch_err)
 }
 
 /// The `dtype` field of an architecture JSON.
@@ -422,6 +459,14 @@ fn at_path(e: ModelFileError, path: &Path) -> ModelFileError {
 /// As [`load`] (with an empty path).
 pub fn from_bytes<T: Scalar>(data: &[u8]) -> Result<Network<T>, ModelFileError> {
     Ok(parse(data)?.0)
+}
+
+/// [`from_bytes`], and the input scale the bytes record.
+///
+/// # Errors
+/// As [`from_bytes`].
+pub fn from_bytes_scaled<T: Scalar>(data: &[u8]) -> Result<ScaledNetwork<T>, ModelFileError> {
+    parse(data)
 }
 
 /// The network and input scale in safetensors bytes.

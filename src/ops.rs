@@ -400,6 +400,42 @@ Algorithm 1 when (7) holds and Algorithm 2 otherwise (or when Algorithm 1 misses
     out
 }
 
+/// How far a child's outputs are from its parent's on the probes.
+#[derive(Clone, Copy, Debug)]
+pub struct Deviation {
+    /// `max |child - parent|`.
+    pub abs: f64,
+    /// `abs / max |parent|`.
+    pub rel: f64,
+}
+
+/// How far `child` outputs are from the parent's `reference` (the morphism notes' measure:
+/// max-abs, relative to max |parent|). An output that is not finite where the parent's is, or
+/// differs from a non-finite parent output, counts as an infinite deviation: a plain maximum
+/// would skip the NaN; outputs of different lengths are an infinite deviation too.
+pub fn deviation<T: netmorph_core::Scalar>(child: &[T], reference: &[T]) -> Deviation {
+    let (mut abs, mut scale) = (0.0f64, 0.0f64);
+    for (c, p) in child.iter().zip(reference) {
+        let (c, p) = (c.as_f64(), p.as_f64());
+        if p.is_finite() {
+            scale = scale.max(p.abs());
+        }
+        let d = (c - p).abs();
+        if d.is_finite() {
+            abs = abs.max(d);
+        } else if c.to_bits() != p.to_bits() {
+            abs = f64::INFINITY;
+        }
+    }
+    if child.len() != reference.len() {
+        abs = f64::INFINITY;
+    }
+    Deviation {
+        abs,
+        rel: abs / scale.max(f64::MIN_POSITIVE),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,5 +482,21 @@ mod tests {
         assert!(trailing.reason.contains("true or false"), "{trailing}");
         let op = parse_op("frob@0").unwrap_err();
         assert!(op.reason.contains("unknown operation"), "{op}");
+    }
+
+    #[test]
+    fn non_finite_outputs_are_an_infinite_deviation() {
+        let parent = [1.0f32, -2.0, f32::INFINITY];
+        let same = deviation(&parent, &parent);
+        assert_eq!((same.abs, same.rel), (0.0, 0.0));
+        let moved = deviation(&[1.0f32, -2.5, f32::INFINITY], &parent);
+        assert_eq!((moved.abs, moved.rel), (0.5, 0.25));
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let d = deviation(&[bad, -2.0, f32::INFINITY], &parent);
+            assert!(d.rel.is_infinite(), "{bad}: {d:?}");
+            let d = deviation(&[1.0, -2.0, bad], &parent);
+            assert_eq!(d.abs.is_infinite(), bad != f32::INFINITY, "{bad}: {d:?}");
+        }
+        assert!(deviation(&[1.0f64], &[1.0, 2.0]).abs.is_infinite());
     }
 }

@@ -160,9 +160,8 @@ pub fn net2wider<T: Scalar>(
     }
     let nz = apply_channels(seq, &span, width, |j| &channels[j])?;
     let new_layers = span_layers(seq, &span, path);
-    finish(
-        net,
-        layers,
-        MorphReport::closed_form("net2wider", path.clone(), new_layers, nz),
-    )
+    let mut report = MorphReport::closed_form("net2wider", path.clone(), new_layers, nz);
+    // The first `c` channels are the parent's own; the rest are replicas.
+    report.channels = alloc_try::collected(width, (0..width).map(|j| (j < c).then_some(j)))?;
+    finish(net, layers, report)
 }

@@ -252,10 +252,12 @@ pub(crate) fn width<T: Scalar>(
     let params_after = Count::of(net.param_count()) + per_channel * (width - c);
     let s = size_of::<T>();
     // Every channel (a parent's copy or a new one), its place in the shuffle (or its source
-    // for Net2WiderNet), the replica counts, and the rewritten kernels and activations.
+    // for Net2WiderNet), the replica counts, the report's channel origins, and the rewritten
+    // kernels and activations.
     let channels =
         Count::of(width) * (Count::of(size_of::<Channel<T>>()) + (Count::of(n_in) + n_out) * s);
-    let order = Count::of(width) * size_of::<usize>() + Count::of(c) * size_of::<usize>();
+    let order = Count::of(width) * (size_of::<usize>() + size_of::<Option<usize>>())
+        + Count::of(c) * size_of::<usize>();
     let rewritten = (per_channel * width + f2.out) * s;
     let workspace = layers_bytes(net.layers()) + channels + order + rewritten;
     done(net.param_count(), path, params_after, workspace)

@@ -308,5 +308,6 @@ fn report_depth<T: Scalar>(
         condition7: Some(d.condition7),
         residual: d.residual,
         solves: d.solves,
+        channels: Vec::new(),
     }
 }

@@ -41,6 +41,11 @@ pub struct MorphReport {
     pub residual: f64,
     /// Number of deconvolution solves.
     pub solves: usize,
+    /// For width morphs (`width`, `net2wider`): for each channel of the widened blob, in child
+    /// order, the parent channel whose parameters it continues (`None`: a new channel, or a
+    /// Net2WiderNet replica). Where a parent's weights went, so that optimizer state (momentum,
+    /// Adam moments) can follow them. Empty for other operations.
+    pub channels: Vec<Option<usize>>,
 }
 
 impl MorphReport {
@@ -62,6 +67,7 @@ impl MorphReport {
             condition7: None,
             residual: 0.0,
             solves: 0,
+            channels: Vec::new(),
         }
     }
 }

@@ -256,11 +256,9 @@ pub fn widen<T: Scalar>(
     rng.shuffle(&mut order);
     let nz = apply_channels(seq, &span, width, |j| &channels[order[j]])?;
     let new_layers = span_layers(seq, &span, path);
-    finish(
-        net,
-        layers,
-        MorphReport::closed_form("width", path.clone(), new_layers, nz),
-    )
+    let mut report = MorphReport::closed_form("width", path.clone(), new_layers, nz);
+    report.channels = alloc_try::collected(width, order.iter().map(|&o| (o < c).then_some(o)))?;
+    finish(net, layers, report)
 }
 
 /// The checks both width morphs share: `path` is a finite dense/conv layer no wider than

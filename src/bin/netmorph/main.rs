@@ -9,6 +9,7 @@ mod eval;
 mod grow;
 mod inspect;
 mod morph;
+mod onnx;
 mod predict;
 mod training;
 
@@ -130,6 +131,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a saved model as an ONNX model (opset 13; input `input`, output `logits`;
+    /// see docs/onnx.md).
+    ExportOnnx {
+        /// Model.
+        model: PathBuf,
+        /// ONNX file to write (.onnx).
+        out: PathBuf,
+    },
+    /// Read an ONNX model (netmorph's own, or a torch.onnx.export of an nn.Sequential of
+    /// Conv2d, Linear, activations, pooling and Flatten) as a model file, in the precision
+    /// of its input.
+    ImportOnnx {
+        /// ONNX model.
+        input: PathBuf,
+        /// Model file to write (.safetensors).
+        out: PathBuf,
+    },
 }
 
 /// Raised by Ctrl-C: training stops after the current step and writes a checkpoint.
@@ -212,6 +230,8 @@ fn main() -> ExitCode {
             output,
         } => predict::run(&model, &input, &output, budget),
         Command::Inspect { model, json } => inspect::run(&model, json),
+        Command::ExportOnnx { model, out } => onnx::export(&model, &out, budget),
+        Command::ImportOnnx { input, out } => onnx::import(&input, &out, budget),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,7 +7,7 @@ use netmorph::memory::{forward_bytes, Budget};
 use netmorph::model_file::{load_scaled, precision, save_scaled};
 use netmorph::morph::plan::MorphOp;
 use netmorph::morph::MorphReport;
-use netmorph::ops::{parse_op, tolerance};
+use netmorph::ops::{deviation, parse_op, tolerance, Deviation};
 use netmorph::{Network, Rng, Scalar, Tensor};
 
 use crate::args::{data_files, load_data, with_precision};
@@ -22,15 +22,6 @@ pub struct MorphArgs {
     pub report: Option<PathBuf>,
     pub data: Option<String>,
     pub allow_deviation: bool,
-}
-
-/// How far a child's outputs are from its parent's on the probes.
-#[derive(Clone, Copy, Debug)]
-pub struct Deviation {
-    /// `max |child - parent|`.
-    pub abs: f64,
-    /// `abs / max |parent|`.
-    pub rel: f64,
 }
 
 /// `netmorph morph`, in the precision the model file stores.
@@ -154,33 +145,6 @@ pub fn check_deviation<T: Scalar>(op: &MorphOp, dev: Deviation) -> Result<()> {
     Ok(())
 }
 
-/// How far `child` outputs are from the parent's `reference` (the morphism notes' measure:
-/// max-abs, relative to max |parent|). An output that is not finite where the parent's is, or
-/// differs from a non-finite parent output, counts as an infinite deviation: a plain maximum
-/// would skip the NaN.
-fn deviation<T: Scalar>(child: &[T], reference: &[T]) -> Deviation {
-    let (mut abs, mut scale) = (0.0f64, 0.0f64);
-    for (c, p) in child.iter().zip(reference) {
-        let (c, p) = (c.as_f64(), p.as_f64());
-        if p.is_finite() {
-            scale = scale.max(p.abs());
-        }
-        let d = (c - p).abs();
-        if d.is_finite() {
-            abs = abs.max(d);
-        } else if c.to_bits() != p.to_bits() {
-            abs = f64::INFINITY;
-        }
-    }
-    if child.len() != reference.len() {
-        abs = f64::INFINITY;
-    }
-    Deviation {
-        abs,
-        rel: abs / scale.max(f64::MIN_POSITIVE),
-    }
-}
-
 fn report_json(r: &MorphReport, dev: Deviation) -> String {
     let layers: Vec<String> = r
         .new_layers
@@ -214,26 +178,5 @@ fn json_number(v: f64) -> String {
         v.to_string()
     } else {
         "null".into()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::deviation;
-
-    #[test]
-    fn non_finite_outputs_are_an_infinite_deviation() {
-        let parent = [1.0f32, -2.0, f32::INFINITY];
-        let same = deviation(&parent, &parent);
-        assert_eq!((same.abs, same.rel), (0.0, 0.0));
-        let moved = deviation(&[1.0f32, -2.5, f32::INFINITY], &parent);
-        assert_eq!((moved.abs, moved.rel), (0.5, 0.25));
-        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
-            let d = deviation(&[bad, -2.0, f32::INFINITY], &parent);
-            assert!(d.rel.is_infinite(), "{bad}: {d:?}");
-            let d = deviation(&[1.0, -2.0, bad], &parent);
-            assert_eq!(d.abs.is_infinite(), bad != f32::INFINITY, "{bad}: {d:?}");
-        }
-        assert!(deviation(&[1.0f64], &[1.0, 2.0]).abs.is_infinite());
     }
 }
