@@ -275,17 +275,14 @@ impl<'a, T: Scalar> Plan<'a, T> {
                     return Ok(());
                 };
                 let rows = match role {
-                    Some((ci, i, _, channels)) if ci == i => Some(channels.to_vec()),
+                    Some((ci, i, _, channels)) if ci == i => {
+                        channel_map(channels, (k.out, pk.out), false, path)?
+                    }
                     _ => same(k.out, pk.out, "output channels", path)?,
                 };
                 let cols = match role {
                     Some((ci, _, j, channels)) if ci == j => {
-                        let block = k.inp / channels.len().max(1);
-                        Some(
-                            (0..k.inp)
-                                .map(|c| channels[c / block].map(|s| s * block + c % block))
-                                .collect(),
-                        )
+                        channel_map(channels, (k.inp, pk.inp), true, path)?
                     }
                     _ => same(k.inp, pk.inp, "input channels", path)?,
                 };
@@ -303,7 +300,9 @@ impl<'a, T: Scalar> Plan<'a, T> {
                     return Ok(());
                 };
                 let map = match role {
-                    Some((ci, i, j, channels)) if i < ci && ci < j => Some(channels.to_vec()),
+                    Some((ci, i, j, channels)) if i < ci && ci < j => {
+                        channel_map(channels, (a.a.len(), pa.a.len()), false, path)?
+                    }
                     _ => same(a.a.len(), pa.a.len(), "channels", path)?,
                 };
                 push("a", vec![a.a.len()], Some(vec![pa.a.len()]), vec![map]);
@@ -325,6 +324,41 @@ fn sequence<'a, T>(layers: &'a [Layer<T>], prefix: &[usize]) -> Result<&'a [Laye
         .ok_or_else(|| unaligned(format!("no branch at {}", name(prefix))))?;
     }
     Ok(seq)
+}
+
+/// The axis map of a widened blob's `channels` (child order, parent channel or `None`) on an
+/// axis of `child` entries whose parent had `parent`: one entry per channel, or for the
+/// consumer, `child / channels` consecutive entries per channel (a block of `H' W'` columns
+/// after a Flatten).
+fn channel_map(
+    channels: &[Option<usize>],
+    (child, parent): (usize, usize),
+    consumer: bool,
+    path: &[usize],
+) -> Result<AxisMap, CarryError> {
+    let n = channels.len();
+    let fits = if consumer {
+        n > 0 && child % n == 0
+    } else {
+        child == n
+    };
+    if !fits {
+        return Err(unaligned(format!(
+            "{} has {child} channels where the report's width morph made {n}",
+            name(path)
+        )));
+    }
+    let block = child / n;
+    let map: Vec<Option<usize>> = (0..child)
+        .map(|c| channels[c / block].map(|s| s * block + c % block))
+        .collect();
+    if map.iter().flatten().any(|&p| p >= parent) {
+        return Err(unaligned(format!(
+            "the report's width morph takes channels of {} that its parent does not have",
+            name(path)
+        )));
+    }
+    Ok(Some(map))
 }
 
 /// The axis map of an axis the morph did not change (`child == parent`).
@@ -527,5 +561,15 @@ mod tests {
             .unwrap();
         let e = origins(&parent, &child, &other).unwrap_err();
         assert!(e.to_string().contains("kernel"), "{e}");
+        // A width report paired with a child of another morph that kept the layer count.
+        let (grown, _) = parse_op("kernel@3,k=5")
+            .unwrap()
+            .apply(&parent, &mut rng)
+            .unwrap();
+        for op in ["width@0,to=7", "width@3,to=6"] {
+            let (_, width) = parse_op(op).unwrap().apply(&parent, &mut rng).unwrap();
+            let e = origins(&parent, &grown, &width).unwrap_err();
+            assert!(e.to_string().contains("channels"), "{op}: {e}");
+        }
     }
 }

@@ -1,6 +1,6 @@
 """Times from_torch -> morph -> to_torch on Caffe's cifar10_quick and prints the deviation.
 
-    python3 python/examples/roundtrip_timing.py [--op "depth@3,cl=64,k1=3,k2=3"] [--repeat 5]
+    python3 python/examples/roundtrip_timing.py [--op "depth@3,cl=64,k1=5,k2=3"] [--repeat 5]
 
 Each stage is timed separately (best of --repeat runs); the morph's time includes measuring
 the child on 256 random probes, as every morph does.
@@ -44,7 +44,7 @@ def best(f, repeat):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--op", default="depth@3,cl=64,k1=3,k2=3,act=relu")
+    parser.add_argument("--op", default="depth@3,cl=64,k1=5,k2=3,act=relu")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     torch.manual_seed(0)

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import TOLERANCE, border_inputs, conv_net, rel_dev, train_a_little
+from conftest import DTYPE_NAME, TOLERANCE, border_inputs, conv_net, rel_dev, train_a_little
 from torch import nn
 
 import netmorph
@@ -35,15 +35,18 @@ def test_child_computes_the_parent_function(op, dtype):
     parent = conv_net(dtype)
     train_a_little(parent, SHAPE, dtype)
     model = netmorph.from_torch(parent, SHAPE)
-    assert model.dtype == {torch.float32: "f32", torch.float64: "f64"}[dtype]
+    assert model.dtype == DTYPE_NAME[dtype]
     child, report = model.morph(op, seed=3)
     net = child.to_torch()
     assert next(net.parameters()).dtype == dtype
     x = border_inputs(64, SHAPE, dtype, seed=11)
     with torch.no_grad():
         dev = rel_dev(net(x), parent(x))
+    # Shown with `pytest -s`: the deviations the closing note of issue 9 reports.
+    print(f"\n{op:<36} {DTYPE_NAME[dtype]}: torch {dev:.2e}, probes {report['max_rel_deviation']:.2e}")
     assert dev <= TOLERANCE[dtype], f"{op}: {dev:.3e}"
-    assert report["op"] in op.split("@")[0] or op.startswith("subnet") or op.startswith("stack")
+    names = {"subnet": "sequential", "stack": "stacked"}
+    assert report["op"] == names.get(op.split("@")[0], op.split("@")[0])
     assert report["params_after"] == sum(p.numel() for p in net.parameters())
     assert report["max_rel_deviation"] <= TOLERANCE[dtype] * 10
 

@@ -27,6 +27,15 @@ def test_child_trains_on_with_carried_momentum(op, dtype):
     child_opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     carried = carry_optimizer_state(opt, parent, child_opt, net, report)
     assert carried == sum(e["parent"] is not None for e in report["carry"])
+    # Parameters the morph left alone keep their momentum exactly.
+    params = dict(parent.named_parameters())
+    children = dict(net.named_parameters())
+    for e in report["carry"]:
+        if e["parent"] is not None and all(m is None for m in e["index"]):
+            assert torch.equal(
+                child_opt.state[children[e["child"]]]["momentum_buffer"],
+                opt.state[params[e["parent"]]]["momentum_buffer"].reshape(e["shape"]),
+            ), e["child"]
     before = loss_of(net, x, y)
     assert abs(before - loss_of(parent, x, y)) <= 1e-4 * max(1.0, before)
     for _ in range(20):
@@ -100,3 +109,23 @@ def test_a_single_parameter_prelu_broadcasts():
     a = child_opt.state[dict(net.named_parameters())["1.a"]]["momentum_buffer"]
     assert a.shape == (6,)
     assert (a != 0).sum() == 4
+
+
+def test_state_follows_the_childs_dtype():
+    """A float32 module converted to float64: the carried state is float64 too."""
+    parent = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 5))
+    x = border_inputs(16, (6,), torch.float32, 0)
+    y = torch.randint(0, 5, (16,))
+    opt = torch.optim.Adam(parent.parameters(), lr=1e-3)
+    opt.zero_grad()
+    nn.functional.cross_entropy(parent(x), y).backward()
+    opt.step()
+    child, report = netmorph.from_torch(parent, (6,), dtype="f64").morph("width@0,to=6")
+    net = child.to_torch()
+    child_opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    carry_optimizer_state(opt, parent, child_opt, net, report)
+    state = child_opt.state[dict(net.named_parameters())["0.weight"]]
+    assert state["exp_avg"].dtype == torch.float64
+    child_opt.zero_grad()
+    nn.functional.cross_entropy(net(x.double()), y).backward()
+    child_opt.step()

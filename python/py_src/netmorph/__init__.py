@@ -37,7 +37,8 @@ LayerRef = Union[int, str, Sequence[int]]
 
 
 class UnsupportedModuleError(NetmorphError):
-    """A PyTorch module (or ONNX node) netmorph cannot represent; the message names it."""
+    """A PyTorch module netmorph cannot represent; the message names the module and why.
+    (An ONNX node netmorph cannot read is a plain :class:`NetmorphError` naming the node.)"""
 
 
 def _path(layer: LayerRef) -> str:

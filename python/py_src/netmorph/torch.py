@@ -33,6 +33,10 @@ from ._netmorph import Model as _Inner
 __all__ = [
     "PActivation",
     "ParallelSum",
+    "FlatLinear",
+    "ImageConv2d",
+    "ImageMaxPool2d",
+    "ImageAvgPool2d",
     "from_torch",
     "to_torch",
     "state_dict",
@@ -90,6 +94,60 @@ class ParallelSum(nn.Module):
         return out
 
 
+class _AsImage:
+    """Views a flat ``[N, C]`` input as ``[N, C, 1, 1]`` first (netmorph holds both alike)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x[:, :, None, None] if x.dim() == 2 else x)
+
+
+class ImageConv2d(_AsImage, nn.Conv2d):
+    """``nn.Conv2d`` that also takes a flat ``[N, C]`` input as ``C x 1 x 1`` images (a
+    convolution right after a dense layer, which morphs can create)."""
+
+
+class ImageMaxPool2d(_AsImage, nn.MaxPool2d):
+    """``nn.MaxPool2d`` that also takes a flat ``[N, C]`` input as ``C x 1 x 1`` images."""
+
+
+class ImageAvgPool2d(_AsImage, nn.AvgPool2d):
+    """``nn.AvgPool2d`` that also takes a flat ``[N, C]`` input as ``C x 1 x 1`` images."""
+
+
+class FlatLinear(nn.Linear):
+    """``nn.Linear`` that also takes a ``[N, C, 1, 1]`` input as ``[N, C]`` (a dense layer
+    right after a convolution or pooling with a 1 x 1 output, which netmorph needs no
+    ``Flatten`` for)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.flatten(1) if x.dim() > 2 else x)
+
+
+# The modules whose computation from_torch knows: their own `forward`, not a subclass's.
+_KNOWN = (
+    nn.Sequential,
+    nn.Identity,
+    nn.Conv2d,
+    nn.Linear,
+    nn.ReLU,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.PReLU,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.Flatten,
+    PActivation,
+    ParallelSum,
+    ImageConv2d,
+    ImageMaxPool2d,
+    ImageAvgPool2d,
+    FlatLinear,
+)
+_KNOWN_FORWARDS = {cls.forward for cls in _KNOWN}
+_FLAT_OK = (FlatLinear,)
+_IMAGE_OK = (ImageConv2d, ImageMaxPool2d, ImageAvgPool2d)
+
+
 # -- from PyTorch --------------------------------------------------------------------------
 
 
@@ -134,34 +192,52 @@ class _Builder:
 
     def leaves(self, module: nn.Module, name: str):
         """(qualified name, module) of the layers, through nested nn.Sequential."""
+        if isinstance(module, _KNOWN) and type(module).forward not in _KNOWN_FORWARDS:
+            raise _unsupported(
+                name,
+                module,
+                "overrides forward(); netmorph only knows what "
+                f"{next(c for c in type(module).__mro__ if c in _KNOWN).__name__} itself computes",
+            )
         if isinstance(module, nn.Sequential):
             for child_name, child in module.named_children():
                 yield from self.leaves(child, f"{name}.{child_name}" if name else child_name)
         elif not isinstance(module, nn.Identity):
             yield name, module
 
-    def sequence(self, module: nn.Module, qual: str, prefix: str, shape: Tuple[int, int, int]):
+    def sequence(self, module: nn.Module, qual: str, prefix: str, blob):
         """The layers of `module` (named `qual` in the source) as JSON, netmorph names under
-        `prefix` (`layers.`), and the shape they produce."""
+        `prefix` (`layers.`), and the blob they produce. A blob is `((c, h, w), rank)`: the
+        shape netmorph sees and the rank of the tensor PyTorch passes (2: `[N, F]`, 4:
+        `[N, C, H, W]`)."""
         layers = []
         for name, leaf in self.leaves(module, qual):
-            layer, shape = self.layer(leaf, name, f"{prefix}{len(layers)}", shape)
+            layer, blob = self.layer(leaf, name, f"{prefix}{len(layers)}", blob)
             layers.append(layer)
-        return layers, shape
+        return layers, blob
 
     @staticmethod
     def param(name: str, attr: str) -> str:
         """The qualified name of parameter `attr` of the module named `name`."""
         return f"{name}.{attr}" if name else attr
 
-    def layer(self, m: nn.Module, name: str, base: str, shape: Tuple[int, int, int]):
+    def layer(self, m: nn.Module, name: str, base: str, blob):
+        shape, rank = blob
         c, h, w = shape
-        if isinstance(m, nn.Conv2d):
-            return self.conv(m, name, base, shape)
-        if isinstance(m, nn.Linear):
-            if (h, w) != (1, 1):
+        if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            if rank == 2 and not isinstance(m, _IMAGE_OK):
                 raise _unsupported(
-                    name, m, f"applied to a {c}x{h}x{w} blob; put nn.Flatten() before it"
+                    name, m, f"gets a flat [N, {c}] tensor; it needs [N, C, H, W]"
+                )
+            if isinstance(m, nn.Conv2d):
+                layer, out = self.conv(m, name, base, shape)
+            else:
+                layer, out = self.pool(m, name, shape)
+            return layer, (out, 4)
+        if isinstance(m, nn.Linear):
+            if rank == 4 and not (isinstance(m, _FLAT_OK) and (h, w) == (1, 1)):
+                raise _unsupported(
+                    name, m, f"applied to a {c}x{h}x{w} image; put nn.Flatten() before it"
                 )
             if m.in_features != c:
                 raise _unsupported(name, m, f"takes {m.in_features} features but gets {c}")
@@ -175,28 +251,26 @@ class _Builder:
                     f"{base}.bias", bias, self.param(name, "bias") if m.bias is not None else None
                 ),
             }
-            return layer, (m.out_features, 1, 1)
+            return layer, ((m.out_features, 1, 1), 2)
         if isinstance(m, (nn.ReLU, nn.Tanh, nn.Sigmoid)):
             function = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid"}[type(m)]
-            return self.activation(function, torch.zeros(c), None, base, c), shape
+            return self.activation(function, torch.zeros(c), None, base, c), blob
         if isinstance(m, nn.PReLU):
             n = m.weight.numel()
             if n not in (1, c):
                 raise _unsupported(name, m, f"has {n} parameters for {c} channels")
             a = m.weight.detach().reshape(-1).expand(c)
-            return self.activation("relu", a, self.param(name, "weight"), base, c), shape
+            return self.activation("relu", a, self.param(name, "weight"), base, c), blob
         if isinstance(m, PActivation):
             if m.a.numel() != c:
                 raise _unsupported(name, m, f"has {m.a.numel()} channels but gets {c}")
-            return self.activation(m.function, m.a, self.param(name, "a"), base, c), shape
-        if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
-            return self.pool(m, name, shape)
+            return self.activation(m.function, m.a, self.param(name, "a"), base, c), blob
         if isinstance(m, nn.Flatten):
             if m.start_dim != 1 or m.end_dim != -1:
                 raise _unsupported(name, m, "only Flatten(start_dim=1, end_dim=-1) is supported")
-            return {"type": "flatten"}, (c * h * w, 1, 1)
+            return {"type": "flatten"}, ((c * h * w, 1, 1), 2)
         if isinstance(m, ParallelSum):
-            return self.parallel(m, name, base, shape)
+            return self.parallel(m, name, base, blob)
         raise _unsupported(
             name,
             m,
@@ -273,15 +347,18 @@ class _Builder:
         out = (c, _pool_out(h, k, stride, ceil), _pool_out(w, k, stride, ceil))
         return {"type": kind, "kernel": k, "stride": stride, "ceil_mode": ceil}, out
 
-    def parallel(self, m: ParallelSum, name: str, base: str, shape):
+    def parallel(self, m: ParallelSum, name: str, base: str, blob):
+        if len(m.branches) == 0:
+            raise _unsupported(name, m, "has no branches")
         branches, outs = [], []
         for b, branch in enumerate(m.branches):
             qual = f"{name}.branches.{b}" if name else f"branches.{b}"
-            layers, out = self.sequence(branch, qual, f"{base}.branches.{b}.", shape)
+            layers, out = self.sequence(branch, qual, f"{base}.branches.{b}.", blob)
             branches.append(layers)
             outs.append(out)
-        if not branches or any(o != outs[0] for o in outs):
-            raise _unsupported(name, m, f"branches must produce equal shapes, not {outs}")
+        if any(o != outs[0] for o in outs):
+            shapes = ", ".join(f"{'x'.join(map(str, o[0]))} (rank {o[1]})" for o in outs)
+            raise _unsupported(name, m, f"branches must produce equal shapes, not {shapes}")
         return {"type": "parallel_sum", "branches": branches}, outs[0]
 
 
@@ -305,18 +382,19 @@ def from_torch(module: nn.Module, input_shape: Sequence[int], dtype: Optional[st
     :class:`netmorph.UnsupportedModuleError` for a module netmorph cannot represent.
     """
     shape = _input_shape(input_shape)
+    rank = 2 if len(tuple(input_shape)) == 1 else 4
     if dtype is None:
         dtypes = {p.dtype for p in module.parameters()}
-        if dtypes - {torch.float32, torch.float64}:
+        if dtypes - {torch.float32, torch.float64} or len(dtypes) > 1:
             raise UnsupportedModuleError(
-                f"parameters of dtype {sorted(map(str, dtypes))}; netmorph runs float32 or "
-                "float64 (pass dtype='f32' to convert)"
+                f"parameters of dtype {', '.join(sorted(map(str, dtypes)))}; netmorph runs "
+                "all in float32 or all in float64 (pass dtype='f32' or 'f64' to convert)"
             )
         dtype = "f64" if dtypes == {torch.float64} else "f32"
     if dtype not in _DTYPES:
         raise ValueError(f"dtype {dtype!r}: use 'f32' or 'f64'")
     builder = _Builder(_DTYPES[dtype])
-    layers, _ = builder.sequence(module, "", "layers.", shape)
+    layers, _ = builder.sequence(module, "", "layers.", (shape, rank))
     arch = {
         "format": "netmorph/1",
         "dtype": dtype,
@@ -338,16 +416,19 @@ def _tensors(model: Model, dtype: torch.dtype) -> Dict[str, torch.Tensor]:
     }
 
 
-def _build(layers: list, tensors: Dict[str, torch.Tensor], dtype: torch.dtype) -> List[nn.Module]:
+def _build(layers: list, tensors: Dict[str, torch.Tensor], dtype: torch.dtype, rank: int):
+    """The modules of `layers` on a tensor of `rank` (2 or 4), and the rank they produce."""
     out: List[nn.Module] = []
     for layer in layers:
         kind = layer["type"]
         if kind == "dense":
             # skip_init: the values come from the model, and torch's random state stays as is.
-            m = skip_init(nn.Linear, layer["in"], layer["out"], dtype=dtype)
+            cls = FlatLinear if rank == 4 else nn.Linear
+            m = skip_init(cls, layer["in"], layer["out"], dtype=dtype)
+            rank = 2
         elif kind == "conv2d":
             m = skip_init(
-                nn.Conv2d,
+                ImageConv2d if rank == 2 else nn.Conv2d,
                 layer["in"],
                 layer["out"],
                 layer["kernel"],
@@ -355,17 +436,21 @@ def _build(layers: list, tensors: Dict[str, torch.Tensor], dtype: torch.dtype) -
                 padding=layer["padding"],
                 dtype=dtype,
             )
+            rank = 4
         elif kind == "activation":
             m = PActivation(layer["function"], layer["channels"], dtype=dtype)
         elif kind in ("maxpool2d", "avgpool2d"):
-            pool = nn.MaxPool2d if kind == "maxpool2d" else nn.AvgPool2d
+            pools = {"maxpool2d": (nn.MaxPool2d, ImageMaxPool2d), "avgpool2d": (nn.AvgPool2d, ImageAvgPool2d)}
+            pool = pools[kind][rank == 2]
             m = pool(layer["kernel"], stride=layer["stride"], ceil_mode=layer["ceil_mode"])
+            rank = 4
         elif kind == "flatten":
             m = nn.Flatten()
+            rank = 2
         elif kind == "parallel_sum":
-            m = ParallelSum(
-                [nn.Sequential(*_build(b, tensors, dtype)) for b in layer["branches"]]
-            )
+            built = [_build(b, tensors, dtype, rank) for b in layer["branches"]]
+            m = ParallelSum([nn.Sequential(*modules) for modules, _ in built])
+            rank = built[0][1]
         else:
             raise UnsupportedModuleError(f"layer type {kind!r} has no PyTorch module here")
         with torch.no_grad():
@@ -373,17 +458,21 @@ def _build(layers: list, tensors: Dict[str, torch.Tensor], dtype: torch.dtype) -
                 if attr in layer:
                     getattr(m, attr).copy_(tensors[layer[attr]])
         out.append(m)
-    return out
+    return out, rank
 
 
 def to_torch(model: Model) -> nn.Sequential:
     """An ``nn.Sequential`` computing ``model`` in its dtype: ``nn.Conv2d``, ``nn.Linear``,
     :class:`PActivation` (learnable ``a``), ``nn.MaxPool2d`` / ``nn.AvgPool2d``,
-    ``nn.Flatten`` and :class:`ParallelSum`. Parameter names follow the model file's tensor
+    ``nn.Flatten`` and :class:`ParallelSum` (and :class:`FlatLinear`, :class:`ImageConv2d`
+    and its pooling siblings where a dense layer meets a convolution without a flatten). A
+    model whose inputs are ``(features, 1, 1)`` takes ``[N, features]``; image models take
+    ``[N, C, H, W]``. Parameter names follow the model file's tensor
     names without ``layers.`` (``3.weight``, ``3.branches.1.0.bias``)."""
     dtype = _DTYPES[model.dtype]
-    arch = model.arch()
-    return nn.Sequential(*_build(arch["layers"], _tensors(model, dtype), dtype))
+    _, h, w = model.input_shape
+    modules, _ = _build(model.arch()["layers"], _tensors(model, dtype), dtype, 2 if h == w == 1 else 4)
+    return nn.Sequential(*modules)
 
 
 def _names(layers: list):
@@ -408,9 +497,10 @@ def state_dict(model: Model) -> "OrderedDict[str, torch.Tensor]":
 # -- optimizer state -----------------------------------------------------------------------
 
 
-def _embed(value: torch.Tensor, entry: dict) -> torch.Tensor:
-    """`value` (state of the parent parameter) placed where `entry` says the parameter went;
-    zeros at new positions."""
+def _embed(value: torch.Tensor, entry: dict, like: torch.Tensor) -> torch.Tensor:
+    """`value` (state of the parent parameter) placed where `entry` says the parameter went,
+    in the dtype and on the device of the child parameter `like`; zeros at new positions."""
+    value = value.to(dtype=like.dtype, device=like.device)
     pshape = list(entry["parent_shape"])
     if list(value.shape) != pshape:
         if value.numel() == 1:  # a single-parameter PReLU became one `a` per channel
@@ -451,7 +541,11 @@ def carry_optimizer_state(
     ``exp_avg``, ``exp_avg_sq`` and ``max_exp_avg_sq``) follows the parameter's values to
     their places in the child; positions the morph created (new layers, channels, taps,
     Net2WiderNet replicas) get zeros, which for SGD is the same as a fresh buffer. Scalar state
-    (Adam's ``step``) is copied. Returns the number of child parameters that received state.
+    (Adam's ``step``) is copied, so in a tensor that is partly new (new channels, grown taps)
+    Adam's bias correction treats the new positions' zero moments as old: their first updates
+    are up to ``(1 - beta1) / sqrt(1 - beta2)`` (about 3x) the learning rate, where a fresh
+    Adam would take steps of the learning rate. State is cast to the child parameter's dtype
+    and device. Returns the number of child parameters that received state.
     """
     parents = dict(parent_module.named_parameters())
     children = dict(child_module.named_parameters())
@@ -471,7 +565,7 @@ def carry_optimizer_state(
         new = {}
         for key, value in state.items():
             if torch.is_tensor(value) and value.dim() > 0:
-                new[key] = _embed(value, entry)
+                new[key] = _embed(value, entry, children[entry["child"]])
             elif torch.is_tensor(value):
                 new[key] = value.clone()
             else:

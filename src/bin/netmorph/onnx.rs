@@ -17,7 +17,10 @@ const EXPORT_COPIES: u64 = 3;
 
 /// Bytes an import holds per byte of the ONNX file, at most: the file, the decoded message,
 /// the parameters in the model's precision (twice the file's bytes for f32 constants read
-/// into an f64 network), the network and the model file's serialization.
+/// into an f64 network), the network and the model file's serialization. Not counted: the
+/// per-channel values import makes up rather than reads (`netmorph::onnx::MAX_SYNTHESIZED`,
+/// at most 512 MiB in f64), which follow declared shapes, not the file's size; counting
+/// them at their cap would refuse every import under a small `--max-memory`.
 const IMPORT_COPIES: u64 = 8;
 
 /// `netmorph export-onnx`.

@@ -133,6 +133,12 @@ impl<'a> Graph<'a> {
                 inputs.join(", ")
             )));
         };
+        // A node that redefines the input would make the value its own predecessor.
+        if producer.contains_key(input) {
+            return Err(graph(format!(
+                "the value \"{input}\" is defined twice (the graph input and a node output)"
+            )));
+        }
         let [output] = &g.output[..] else {
             return Err(graph(format!(
                 "it has {} outputs; netmorph networks give one",
@@ -204,6 +210,8 @@ impl<'a> Graph<'a> {
             };
             let Some(prev) = prev else { continue };
             let depth = self.spine[prev].depth + 1;
+            // `new` checked that every value is defined once, so no entry is overwritten and
+            // every spine leads back to the input.
             for out in n.output.iter().filter(|o| !o.is_empty()) {
                 self.spine.insert(
                     out,

@@ -301,6 +301,7 @@ impl Reader<'_, '_> {
                 "its {kh}x{kw} kernel is not square; netmorph's kernels are"
             )));
         }
+        check_weight(&at, &w.dims, inp, x)?;
         let k = at.kernel(Some(kh))?;
         let (stride, pad) = (at.stride()?, at.pad()?);
         let bias = self.bias(n, 2, out)?;
@@ -338,6 +339,7 @@ impl Reader<'_, '_> {
             let [out, inp] = w.dims[..] else {
                 return Err(matrix(&at, &w.dims));
             };
+            check_weight(&at, &w.dims, inp, x)?;
             Kernel {
                 out,
                 inp,
@@ -346,7 +348,7 @@ impl Reader<'_, '_> {
                 bias: Vec::new(),
             }
         } else {
-            transposed(&at, w)?
+            transposed(&at, w, x)?
         };
         // `C` broadcasts onto `[N, out]`: per output, or one value for all.
         let out = Blob {
@@ -365,7 +367,7 @@ impl Reader<'_, '_> {
     fn matmul<T: Scalar>(&self, n: &NodeProto, x: Blob) -> Result<Layer<T>, OnnxError> {
         let at = Attrs::new(n, &[])?;
         flat(&at, x)?;
-        let kernel = transposed(&at, self.operand::<T>(n, 1)?)?;
+        let kernel = transposed(&at, self.operand::<T>(n, 1)?, x)?;
         Ok(Layer::Dense(Kernel {
             bias: vec![T::zero(); kernel.out],
             ..kernel
@@ -473,11 +475,12 @@ fn kind(op: &str) -> Option<ActKind> {
     }
 }
 
-/// A `[in, out]` weight as a kernel `[out, in]`.
-fn transposed<T: Scalar>(at: &Attrs, w: Decoded<T>) -> Result<Kernel<T>, OnnxError> {
+/// A `[in, out]` weight for input `x` as a kernel `[out, in]`.
+fn transposed<T: Scalar>(at: &Attrs, w: Decoded<T>, x: Blob) -> Result<Kernel<T>, OnnxError> {
     let [inp, out] = w.dims[..] else {
         return Err(matrix(at, &w.dims));
     };
+    check_weight(at, &w.dims, inp, x)?;
     let weight = (0..out)
         .flat_map(|o| (0..inp).map(move |i| i * out + o))
         .map(|ix| w.values[ix])
@@ -489,6 +492,22 @@ fn transposed<T: Scalar>(at: &Attrs, w: Decoded<T>) -> Result<Kernel<T>, OnnxErr
         weight,
         bias: Vec::new(),
     })
+}
+
+/// Refuses a weight with an empty axis, or whose input size is not `x`'s channels (features).
+/// The stored values bound the product of the axes; only with every axis at least 1 do they
+/// bound each axis, and so everything sized by the output count (the bias, the next blob).
+fn check_weight(at: &Attrs, dims: &[usize], inp: usize, x: Blob) -> Result<(), OnnxError> {
+    if dims.contains(&0) {
+        return Err(at.fail(format!("its weight has shape {dims:?}, with an empty axis")));
+    }
+    if inp != x.shape.c {
+        return Err(at.fail(format!(
+            "its weight takes {inp} input channels (features) but its input has {}",
+            x.shape.c
+        )));
+    }
+    Ok(())
 }
 
 fn matrix(at: &Attrs, dims: &[usize]) -> OnnxError {
