@@ -95,3 +95,17 @@ def test_a_file_that_is_not_onnx_is_an_error(tmp_path):
     path.write_bytes(np.arange(64, dtype=np.uint8).tobytes())
     with pytest.raises(netmorph.NetmorphError, match="junk.onnx"):
         netmorph.import_onnx(path)
+
+
+def test_f64_mlp_exports_and_imports_as_f64(tmp_path):
+    """onnxruntime runs float64 Gemm and activations (not float64 Conv, docs/onnx.md)."""
+    parent = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    child, _ = netmorph.from_torch(parent, (6,)).morph("depth@2,cl=5,act=sigmoid", seed=1)
+    path = tmp_path / "mlp64.onnx"
+    child.export_onnx(path)
+    back = netmorph.import_onnx(path)
+    assert back.dtype == "f64"
+    assert back.to_bytes() == child.to_bytes()
+    x = border_inputs(16, (6,), torch.float64, 3)
+    with torch.no_grad():
+        assert rel_dev(run_onnx(path, x), parent(x)) <= 1e-12
