@@ -12,6 +12,7 @@ extern crate alloc;
 extern crate std;
 
 mod alloc_try;
+mod gemm;
 pub mod morph;
 pub mod net;
 mod rng;

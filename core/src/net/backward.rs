@@ -8,7 +8,6 @@
 
 use alloc::vec::Vec;
 
-use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 
 use super::forward::{forward_layer, forward_layer_ref};
@@ -19,6 +18,7 @@ use super::patches::Patches;
 use super::pool::{avg_pool_backward, max_pool_argmax, max_pool_backward};
 use super::reduce::{sum, sum_by};
 use crate::alloc_try;
+use crate::gemm::matmul;
 use crate::{Scalar, Tensor};
 
 /// What a training forward pass keeps for the backward pass: every layer's input.

@@ -1,7 +1,6 @@
 //! Batched forward pass: convolutions as faer matrix products over patch matrices (see
 //! `patches`), dense layers as one matrix product.
 
-use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 
 use super::layer::{ActKind, Conv2d, Kernel, Layer, PActivation, Shape};
@@ -9,6 +8,7 @@ use super::network::{infer_layer, LayerPath, NetError, Network};
 use super::patches::Patches;
 use super::pool::{avg_pool, max_pool_argmax};
 use crate::alloc_try::{self, AllocError};
+use crate::gemm::matmul;
 use crate::{Scalar, Tensor};
 
 impl<T: Scalar> Network<T> {

@@ -17,12 +17,12 @@
 use alloc::vec::Vec;
 use core::ops::Range;
 
-use faer::linalg::matmul::matmul;
 use faer::reborrow::ReborrowMut;
 use faer::{Accum, MatMut, MatRef, Par};
 
 use super::layer::{Conv2d, Shape};
 use crate::alloc_try::{self, AllocError};
+use crate::gemm::matmul;
 use crate::Scalar;
 
 /// Patch-matrix entries per band of output rows: small enough (256 KiB in f32) that a band's

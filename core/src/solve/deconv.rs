@@ -17,7 +17,7 @@
 
 use alloc::vec::Vec;
 
-use faer::linalg::matmul::matmul;
+use crate::gemm::matmul;
 use faer::{Accum, Mat, MatMut, MatRef};
 
 use super::lstsq::{closest, closest_workspace, SolveMethod};
@@ -46,7 +46,7 @@ pub fn compose(f2: &Kernel<f64>, f1: &Kernel<f64>) -> Kernel<f64> {
     let mut r = Mat::<f64>::zeros(co, ci * k1s);
     for p in 0..k2s {
         let tap = Mat::from_fn(co, cm, |o, m| f2.weight[(o * cm + m) * k2s + p]);
-        matmul(r.as_mut(), Accum::Replace, &tap, f1m, 1.0, par());
+        matmul(r.as_mut(), Accum::Replace, tap.as_ref(), f1m, 1.0, par());
         let (py, px) = (p / k2, p % k2);
         for j in 0..ci * k1s {
             let (i, q) = (j / k1s, j % k1s);
@@ -350,7 +350,14 @@ fn structured_gram(h: &Kernel<f64>, ku: usize, kt: usize) -> Mat<f64> {
         h.weight[h.at(a, m, p / kh, p % kh)]
     });
     let mut p = Mat::<f64>::zeros(kh2 * an, kh2 * an);
-    matmul(p.as_mut(), Accum::Replace, &m2, m2.transpose(), 1.0, par());
+    matmul(
+        p.as_mut(),
+        Accum::Replace,
+        m2.as_ref(),
+        m2.transpose(),
+        1.0,
+        par(),
+    );
     let rows = an * kt2;
     let mut g = Mat::<f64>::zeros(rows, rows);
     let tap = |t: usize, q: usize| -> Option<usize> {

@@ -11,7 +11,7 @@
 //! [`GRAM_COND_LIMIT`]) it falls back to a truncated SVD pseudo-inverse, which survives
 //! rank deficiency (a plain QR least-squares solve does not).
 
-use faer::linalg::matmul::matmul;
+use crate::gemm::matmul;
 use faer::prelude::Solve;
 use faer::reborrow::{Reborrow, ReborrowMut};
 use faer::{Accum, Mat, MatMut, MatRef, Side};

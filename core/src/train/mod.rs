@@ -1,11 +1,13 @@
 //! Training: softmax cross-entropy and SGD with momentum over the backward pass of
 //! [`crate::Network::backward`].
 
+mod cost;
 mod loss;
 mod sgd;
 
 use core::fmt;
 
+pub use cost::{step_bytes, velocity_bytes};
 pub use loss::softmax_cross_entropy;
 pub use sgd::{combine, Schedule, Sgd, SgdConfig};
 

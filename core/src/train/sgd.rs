@@ -111,7 +111,8 @@ impl<T: Scalar> Sgd<T> {
     }
 
     /// The momentum buffers, shaped like the network's layers (parameters hold the
-    /// velocities); `None` before the first step.
+    /// velocities); `None` before the first step, and always without momentum (plain SGD keeps
+    /// no velocity).
     pub fn velocity(&self) -> Option<&[Layer<T>]> {
         self.velocity.as_deref()
     }
@@ -125,21 +126,23 @@ impl<T: Scalar> Sgd<T> {
         if !same_structure(net.layers(), grads.layers()) {
             return Err(TrainError::Structure);
         }
-        let velocity = match self.velocity.take() {
-            Some(v) if same_structure(net.layers(), &v) => v,
+        // Without momentum there is no velocity to keep (none is allocated: on a small
+        // device it would be a third copy of the parameters).
+        let mut velocity = match self.velocity.take() {
+            Some(v) if same_structure(net.layers(), &v) => Some(v),
             Some(_) => return Err(TrainError::Structure),
-            None => zeroed(grads.layers()),
+            None if self.config.momentum == 0.0 => None,
+            None => Some(zeroed(grads.layers())),
         };
         let lr = self.config.lr_at(self.iter);
-        let mut velocity = velocity;
         update_seq(
             net.layers_mut(),
             grads.layers(),
-            &mut velocity,
+            velocity.as_deref_mut(),
             &self.config,
             lr,
         );
-        self.velocity = Some(velocity);
+        self.velocity = velocity;
         self.iter += 1;
         Ok(())
     }
@@ -225,59 +228,69 @@ fn same_structure<T: Scalar>(a: &[Layer<T>], b: &[Layer<T>]) -> bool {
         })
 }
 
-fn momentum_step<T: Scalar>(w: &mut [T], g: &[T], v: &mut [T], m: f64, lr: f64, wd: f64) {
+fn momentum_step<T: Scalar>(w: &mut [T], g: &[T], v: Option<&mut [T]>, m: f64, lr: f64, wd: f64) {
     let (m, lr, wd) = (T::of_f64(m), T::of_f64(lr), T::of_f64(wd));
-    for ((w, g), v) in w.iter_mut().zip(g).zip(v) {
-        *v = m * *v + lr * (*g + wd * *w);
-        *w -= *v;
+    match v {
+        Some(v) => {
+            for ((w, g), v) in w.iter_mut().zip(g).zip(v) {
+                *v = m * *v + lr * (*g + wd * *w);
+                *w -= *v;
+            }
+        }
+        // Plain SGD keeps no velocity: bit for bit the update with `m = 0` (`0 v + u = u`).
+        None => {
+            for (w, g) in w.iter_mut().zip(g) {
+                *w -= lr * (*g + wd * *w);
+            }
+        }
     }
 }
 
 fn update_seq<T: Scalar>(
     layers: &mut [Layer<T>],
     grads: &[Layer<T>],
-    vel: &mut [Layer<T>],
+    mut vel: Option<&mut [Layer<T>]>,
     c: &SgdConfig,
     lr: f64,
 ) {
-    for ((l, g), v) in layers.iter_mut().zip(grads).zip(vel.iter_mut()) {
-        match (l, g, v) {
-            (Layer::ParallelSum(bs), Layer::ParallelSum(gs), Layer::ParallelSum(vs)) => {
-                for ((b, gb), vb) in bs.iter_mut().zip(gs).zip(vs.iter_mut()) {
-                    update_seq(b, gb, vb, c, lr);
+    for (i, (l, g)) in layers.iter_mut().zip(grads).enumerate() {
+        let v = vel.as_deref_mut().and_then(|v| v.get_mut(i));
+        match (l, g) {
+            (Layer::ParallelSum(bs), Layer::ParallelSum(gs)) => {
+                let mut vs = match v {
+                    Some(Layer::ParallelSum(vs)) => Some(vs),
+                    _ => None,
+                };
+                for (j, (b, gb)) in bs.iter_mut().zip(gs).enumerate() {
+                    let vb = vs.as_deref_mut().and_then(|vs| vs.get_mut(j));
+                    update_seq(b, gb, vb.map(Vec::as_mut_slice), c, lr);
                 }
             }
-            (Layer::Activation(p), Layer::Activation(gp), Layer::Activation(vp)) => {
-                momentum_step(
-                    &mut p.a,
-                    &gp.a,
-                    &mut vp.a,
-                    c.momentum,
-                    lr * c.a_lr_mult,
-                    0.0,
-                );
+            (Layer::Activation(p), Layer::Activation(gp)) => {
+                let va = match v {
+                    Some(Layer::Activation(vp)) => Some(vp.a.as_mut_slice()),
+                    _ => None,
+                };
+                momentum_step(&mut p.a, &gp.a, va, c.momentum, lr * c.a_lr_mult, 0.0);
                 p.a.iter_mut()
                     .for_each(|a| *a = a.max(T::zero()).min(T::one()));
             }
-            (l, g, v) => {
-                if let (Some(k), Some(gk), Some(vk)) = (l.kernel_mut(), g.kernel(), v.kernel_mut())
-                {
+            (l, g) => {
+                if let (Some(k), Some(gk)) = (l.kernel_mut(), g.kernel()) {
+                    let (vw, vb) = match v.and_then(Layer::kernel_mut) {
+                        Some(vk) => (Some(vk.weight.as_mut_slice()), Some(vk.bias.as_mut_slice())),
+                        None => (None, None),
+                    };
                     momentum_step(
                         &mut k.weight,
                         &gk.weight,
-                        &mut vk.weight,
+                        vw,
                         c.momentum,
                         lr,
                         c.weight_decay,
                     );
-                    momentum_step(
-                        &mut k.bias,
-                        &gk.bias,
-                        &mut vk.bias,
-                        c.momentum,
-                        lr * c.bias_lr_mult,
-                        0.0,
-                    );
+                    let bias_lr = lr * c.bias_lr_mult;
+                    momentum_step(&mut k.bias, &gk.bias, vb, c.momentum, bias_lr, 0.0);
                 }
             }
         }
