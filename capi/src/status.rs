@@ -74,7 +74,9 @@ thread_local! {
 fn set_last_error(message: &str) {
     // A message with an interior NUL would be cut short in C; show it as U+FFFD instead.
     let message = CString::new(message.replace('\0', "\u{fffd}")).unwrap_or_default();
-    LAST_ERROR.with(|cell| *cell.borrow_mut() = message);
+    // `try_with`: during the thread's teardown the slot is gone; the message is then dropped
+    // rather than panicking at the boundary.
+    let _ = LAST_ERROR.try_with(|cell| *cell.borrow_mut() = message);
 }
 
 /// Runs the body of the exported function `function`: clears the last error, catches a
@@ -110,8 +112,11 @@ pub(crate) fn guard(function: &str, body: impl FnOnce() -> Result<()>) -> NmStat
 /// free it.
 #[no_mangle]
 pub extern "C" fn nm_last_error() -> *const c_char {
-    // The CString lives in this thread's slot until the next set_last_error replaces it.
-    LAST_ERROR.with(|cell| cell.borrow().as_ptr())
+    // The CString lives in this thread's slot until the next set_last_error replaces it; during
+    // the thread's teardown there is none, and a static empty string stands in.
+    LAST_ERROR
+        .try_with(|cell| cell.borrow().as_ptr())
+        .unwrap_or(c"".as_ptr())
 }
 
 #[cfg(test)]

@@ -37,6 +37,8 @@ pub(crate) fn matmul<T: Scalar>(
     _par: Par,
 ) {
     let (m, n, inner) = (c.nrows(), c.ncols(), a.ncols());
+    // The shapes faer's GEMM asserts.
+    assert!(a.nrows() == m && b.ncols() == n && b.nrows() == inner);
     for i in 0..m {
         for j in 0..n {
             let mut acc = T::zero();
@@ -89,5 +91,28 @@ mod tests {
             c[(2, 1)],
             (0..4).map(|k| a[(2, k)] * b[(k, 1)]).sum::<f64>()
         );
+    }
+
+    #[test]
+    fn transposed_and_sub_views() {
+        let a = Mat::<f64>::from_fn(4, 5, |i, j| (i * 5 + j) as f64 * 0.25 - 2.0);
+        let b = Mat::<f64>::from_fn(3, 4, |i, j| (i + 3 * j) as f64 - 1.5);
+        // C (2 x 3) = rows 1-2 of Aᵀ (a strided, transposed view) times Bᵀ.
+        let sub = a.transpose().subrows(1, 2);
+        let mut c = Mat::<f64>::zeros(2, 3);
+        matmul(
+            c.as_mut(),
+            Accum::Replace,
+            sub,
+            b.transpose(),
+            1.0,
+            Par::Seq,
+        );
+        for i in 0..2 {
+            for j in 0..3 {
+                let want: f64 = (0..4).map(|k| a[(k, i + 1)] * b[(j, k)]).sum();
+                assert_eq!(c[(i, j)], want);
+            }
+        }
     }
 }

@@ -28,9 +28,10 @@ const INPUTS: usize = 784;
 const CLASSES: usize = 10;
 const LATENT: usize = 8;
 const TEACHER: usize = 16;
-/// Test samples, generated in batches of `EVAL_BATCH` from their own seed.
+/// Test samples, generated in batches of `EVAL_BATCH` from their own seed (small batches: an
+/// evaluation's batch is part of the peak heap too).
 const TEST: usize = 1000;
-const EVAL_BATCH: usize = 50;
+const EVAL_BATCH: usize = 4;
 
 /// One growth run: the MLP, the budget it must stay in, and how it trains.
 pub struct Plan {
@@ -112,6 +113,14 @@ fn batch(seed: u64, first: usize, n: usize) -> (Tensor<f32>, Vec<usize>) {
         .map(|i| sample(seed, first + i, &mut x.data[i * INPUTS..(i + 1) * INPUTS]))
         .collect();
     (x, labels)
+}
+
+/// Test accuracy, as a phase whose peak heap is held to the budget.
+fn evaluate(plan: &Plan, net: &Network<f32>, worst: &mut usize) -> Result<f64, Failure> {
+    reset_peak();
+    let acc = accuracy(net).ok_or(Failure::Broken)?;
+    *worst = (*worst).max(check_peak(plan, "evaluate", true)?);
+    Ok(acc)
 }
 
 /// Test accuracy (the test stream, in batches).
@@ -211,14 +220,16 @@ fn train(plan: &Plan, net: &mut Network<f32>, phase: &str, seen: &mut usize) -> 
     check_budget(plan.budget, phase, need)?;
     reset_peak();
     let mut sgd = Sgd::new(config);
-    let start = now();
-    let mut loss = 0.0;
+    let (mut loss, mut stepping) = (0.0, 0.0);
     for _ in 0..plan.steps {
         let (x, labels) = batch(0x7a1, *seen, plan.batch);
         *seen += plan.batch;
+        // Timed: the step alone (generating the batch is the simulated sensor's work).
+        let start = now();
         loss = train_step(net, &mut sgd, &x, &labels).map_err(|_| Failure::Broken)?;
+        stepping += now() - start;
     }
-    let per_step = (now() - start) / plan.steps as f64;
+    let per_step = stepping / plan.steps as f64;
     drop(sgd);
     out!(
         "  {phase}: {} steps of {} samples, {:.2} ms/step ({:.0} steps/s), last loss {:.3}",
@@ -286,10 +297,10 @@ pub fn run(plan: &Plan) -> Result<usize, Failure> {
     ];
     let mut net = Network::new(Shape::flat(INPUTS), layers).map_err(|_| Failure::Broken)?;
     let mut worst = check_peak(plan, "build", true)?;
-    let before = accuracy(&net).ok_or(Failure::Broken)?;
+    let before = evaluate(plan, &net, &mut worst)?;
     let mut seen = 0;
     worst = worst.max(train(plan, &mut net, "train parent", &mut seen)?);
-    let parent = accuracy(&net).ok_or(Failure::Broken)?;
+    let parent = evaluate(plan, &net, &mut worst)?;
     out!("  accuracy: {:.1}% untrained, {:.1}% parent", 100.0 * before, 100.0 * parent);
 
     let mut params = DepthParams::new(plan.inserted, 1, 1);
@@ -309,9 +320,9 @@ pub fn run(plan: &Plan) -> Result<usize, Failure> {
     let (mut child, p) = morph(plan, &deeper, &widen, "widen the new layer")?;
     drop(deeper);
     worst = worst.max(p);
-    let morphed = accuracy(&child).ok_or(Failure::Broken)?;
+    let morphed = evaluate(plan, &child, &mut worst)?;
     worst = worst.max(train(plan, &mut child, "train child", &mut seen)?);
-    let grown = accuracy(&child).ok_or(Failure::Broken)?;
+    let grown = evaluate(plan, &child, &mut worst)?;
     out!(
         "  accuracy: {:.1}% right after the morphs (parent {:.1}%), {:.1}% after training on",
         100.0 * morphed,
@@ -324,8 +335,13 @@ pub fn run(plan: &Plan) -> Result<usize, Failure> {
         return Err(Failure::Broken);
     }
     out!(
-        "  peak heap {} KiB over all phases (target {} KiB)",
+        "  peak heap {} KiB over all phases: {} the {} KiB target",
         worst / 1024,
+        if worst <= plan.budget {
+            "within"
+        } else {
+            "OVER (in the morphs, not enforced)"
+        },
         plan.budget / 1024
     );
     Ok(worst)

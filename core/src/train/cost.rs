@@ -35,7 +35,9 @@ fn traced_values<T: Scalar>(
     Some(sum)
 }
 
-/// Bytes [`super::train_step`] allocates at most for a batch of `batch` samples of `net`,
+/// Bytes [`super::train_step`] allocates at most for a batch of `batch` samples of `net`
+/// with the `small-heap` feature (without it, faer's GEMM adds packing buffers sized by the
+/// host's caches: kept per thread with std, allocated per product without),
 /// beyond the network, the optimiser's state and the batch, which exist before the step:
 /// the trace of the forward pass (the input's copy, every layer's output and each
 /// convolution's patch matrix), the backward pass's gradients with respect to them (as

@@ -111,8 +111,8 @@ impl<T: Scalar> Sgd<T> {
     }
 
     /// The momentum buffers, shaped like the network's layers (parameters hold the
-    /// velocities); `None` before the first step, and always without momentum (plain SGD keeps
-    /// no velocity).
+    /// velocities); `None` before the first step, and with zero momentum unless a velocity was
+    /// resumed (plain SGD keeps none).
     pub fn velocity(&self) -> Option<&[Layer<T>]> {
         self.velocity.as_deref()
     }
@@ -237,7 +237,8 @@ fn momentum_step<T: Scalar>(w: &mut [T], g: &[T], v: Option<&mut [T]>, m: f64, l
                 *w -= *v;
             }
         }
-        // Plain SGD keeps no velocity: bit for bit the update with `m = 0` (`0 v + u = u`).
+        // Plain SGD keeps no velocity: the update with `m = 0` (`0 v + u = u` for a finite `v`,
+        // up to the sign of a zero).
         None => {
             for (w, g) in w.iter_mut().zip(g) {
                 *w -= lr * (*g + wd * *w);
