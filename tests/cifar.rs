@@ -2,6 +2,10 @@
 //! pass on a plain clone), and on the shared JPEG copy where it is present (`CI=true` makes
 //! its absence a failure).
 
+mod common;
+
+use common::temp_dir;
+
 use std::path::{Path, PathBuf};
 
 use image::codecs::jpeg::JpegEncoder;
@@ -22,12 +26,6 @@ const JPEG_TOL: f32 = 8.0 / 255.0;
 /// Images per class in the generated folders.
 const TRAIN_PER_CLASS: usize = 3;
 const TEST_PER_CLASS: usize = 2;
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("netmorph-cifar-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Pixel (x, y) of image `i` of class `class`, RGB: red rises along x, green along y, blue
 /// tells the class and the image apart.

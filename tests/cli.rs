@@ -1,20 +1,11 @@
 //! The `netmorph` command end to end on small slices of real Fashion-MNIST (the demo itself
 //! runs in `.ci/run`, in release).
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_netmorph"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::{run, temp_dir};
+
+use std::process::Command;
 
 /// `netmorph train` of softmax regression on the first `limit` Fashion-MNIST images into
 /// `out`, with `extra` arguments.
@@ -32,12 +23,6 @@ fn train_mlp(out: &str, limit: &str, extra: &[&str]) -> (i32, String, String) {
     ];
     args.extend_from_slice(extra);
     run(&args)
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("netmorph-cli-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[test]

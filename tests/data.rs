@@ -1,8 +1,12 @@
 //! IDX reading on generated files (raw and gzip), clear errors for missing or malformed files,
 //! and real Fashion-MNIST (installed by `.ci/run` with `apt-get install -y dataset-fashion-mnist`).
 
+mod common;
+
+use common::temp_dir;
+
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use netmorph::data::{
     augment, fashion_mnist, parse_idx, read_idx, Augment, DataError, Dataset, DatasetError,
@@ -10,12 +14,6 @@ use netmorph::data::{
 };
 use netmorph::train::{train_step, Schedule, Sgd, SgdConfig};
 use netmorph::{Kernel, Layer, Network, Rng, Shape, Tensor};
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("netmorph-data-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
     let mut out = vec![0, 0, 0x08, dims.len() as u8];

@@ -3,19 +3,16 @@
 //! (134), a hang, a destroyed input or a stray temporary file. The data is generated here, so
 //! the tests need no data set installed.
 
+mod common;
+
+use common::{netmorph, s, temp_dir};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use netmorph::model_file::{save, to_bytes};
 use netmorph::{ActKind, Conv2d, Kernel, Layer, Network, PActivation, Rng, Shape};
-
-fn netmorph(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_netmorph"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 /// Runs `args` and checks the failure is a clean one: status 1, a single `error:` line naming
 /// `expect`, within a few seconds (none of these may start real work).
@@ -37,16 +34,6 @@ fn refused(args: &[&str], expect: &str) {
         "{args:?} took {:?}",
         start.elapsed()
     );
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("netmorph-hard-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// An MNIST-format folder: `n` training and `n` test images of `h x w` pixels, labels

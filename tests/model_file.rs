@@ -1,20 +1,17 @@
 //! Model files: save then load is bit-identical, morph then save then load still preserves
 //! the function, and bad files give clear errors without leaving partial outputs.
 
+mod common;
+
+use common::temp_dir;
+
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use netmorph::model_file::{from_bytes, load, save, to_bytes, ModelFileError, METADATA_KEY};
 use netmorph::{Network, Rng, Scalar, Tensor};
 use netmorph_verify::strategies::{concretize, network, plan};
 use proptest::prelude::*;
 use safetensors::tensor::SafeTensors;
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("netmorph-test-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn round_trip<T: Scalar>(net: &Network<T>) -> Result<(), TestCaseError> {
     let back: Network<T> = from_bytes(&to_bytes(net).unwrap()).unwrap();

@@ -3,8 +3,9 @@
 //! exporters write are read, and everything netmorph cannot represent is refused with an
 //! error naming the node. The command line's `export-onnx` and `import-onnx` end to end.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
+use common::{run, s, temp_dir};
 
 use netmorph::data::InputScale;
 use netmorph::onnx::proto::{
@@ -787,28 +788,6 @@ fn p_relu_slopes_broadcast_per_channel() {
 // ---------------------------------------------------------------------------------------
 // Command line
 
-fn netmorph(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_netmorph"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("netmorph-onnx-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// `export-onnx`, `import-onnx`, then `predict` on both models: the same bytes; the input
 /// scale comes back too.
 fn cli_round_trip<T: Scalar>(tag: &str) {
@@ -820,13 +799,13 @@ fn cli_round_trip<T: Scalar>(tag: &str) {
     );
     let net = morphed::<T>();
     netmorph::model_file::save_scaled(&net, InputScale::Pixels, &model).unwrap();
-    let (code, out, err) = netmorph(&["export-onnx", s(&model), s(&onnx)]);
+    let (code, out, err) = run(&["export-onnx", s(&model), s(&onnx)]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains(&format!("{}, ONNX opset 13", T::NAME)),
         "{out}"
     );
-    let (code, out, err) = netmorph(&["import-onnx", s(&onnx), s(&back)]);
+    let (code, out, err) = run(&["import-onnx", s(&onnx), s(&back)]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains(&format!("{}, inputs scaled pixels", T::NAME)),
@@ -842,7 +821,7 @@ fn cli_round_trip<T: Scalar>(tag: &str) {
     .unwrap();
     let mut outputs = Vec::new();
     for (m, y) in [(&model, "y.npy"), (&back, "y_back.npy")] {
-        let (code, _, err) = netmorph(&[
+        let (code, _, err) = run(&[
             "predict",
             s(m),
             "--input",
@@ -867,7 +846,7 @@ fn cli_export_import_predict_gives_the_same_outputs() {
 fn cli_errors_are_one_clear_line() {
     let dir = temp_dir("errors");
     let missing = dir.join("missing.safetensors");
-    let (code, _, err) = netmorph(&["export-onnx", s(&missing), s(&dir.join("m.onnx"))]);
+    let (code, _, err) = run(&["export-onnx", s(&missing), s(&dir.join("m.onnx"))]);
     assert_eq!(code, 1);
     assert!(
         err.starts_with("error: ")
@@ -875,7 +854,7 @@ fn cli_errors_are_one_clear_line() {
             && err.lines().count() == 1,
         "{err}"
     );
-    let (code, _, err) = netmorph(&[
+    let (code, _, err) = run(&[
         "import-onnx",
         s(&dir.join("missing.onnx")),
         s(&dir.join("m.safetensors")),
@@ -887,7 +866,7 @@ fn cli_errors_are_one_clear_line() {
     );
     let junk = dir.join("junk.onnx");
     std::fs::write(&junk, b"\xff\xff\xff").unwrap();
-    let (code, _, err) = netmorph(&["import-onnx", s(&junk), s(&dir.join("m.safetensors"))]);
+    let (code, _, err) = run(&["import-onnx", s(&junk), s(&dir.join("m.safetensors"))]);
     assert_eq!(code, 1);
     assert!(err.contains("junk.onnx: not a valid ONNX model"), "{err}");
     assert!(!dir.join("m.safetensors").exists());
