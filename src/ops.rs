@@ -11,7 +11,7 @@ use std::fmt;
 use netmorph_core::morph::depth::{DepthParams, InsertParams};
 use netmorph_core::morph::plan::MorphOp;
 use netmorph_core::morph::subnet::{SequentialParams, Split, StackedParams};
-use netmorph_core::solve::algorithm::Algorithm;
+use netmorph_core::solve::algorithm::{Algorithm, SolveOptions};
 use netmorph_core::{ActKind, LayerPath};
 
 /// A malformed operation string.
@@ -133,10 +133,20 @@ pub fn parse_op(text: &str) -> Result<MorphOp, OpError> {
             )))
         }
     };
+    let solve = match kv.get("solve").map(String::as_str) {
+        None | Some("f64") => SolveOptions::default(),
+        Some("f32") => SolveOptions::f32(),
+        Some(other) => {
+            return Err(fail(format!(
+                "unknown solve precision `{other}` (f64, f32)"
+            )))
+        }
+    };
     let depth = |cl: usize| -> Result<DepthParams, OpError> {
         let mut p = DepthParams::new(cl, num("k1", Some(1))?, num("k2", Some(1))?);
         p.algorithm = algorithm;
         p.activation = activation;
+        p.solve = solve;
         Ok(p)
     };
     let op = match name {
@@ -175,18 +185,18 @@ pub fn parse_op(text: &str) -> Result<MorphOp, OpError> {
                         .map_err(|_| too_many())?,
                     algorithm,
                     activation,
-                    solve: Default::default(),
+                    solve,
                 },
             }
         }
         "stack"
             if !kv.contains_key("cl")
-                && ["k1", "k2", "alg", "act"]
+                && ["k1", "k2", "alg", "act", "solve"]
                     .iter()
                     .any(|k| kv.contains_key(*k)) =>
         {
             return Err(fail(
-                "k1, k2, alg and act deepen the branches: give `cl=` too".into(),
+                "k1, k2, alg, act and solve deepen the branches: give `cl=` too".into(),
             ))
         }
         "stack" => MorphOp::Stacked {
@@ -287,6 +297,11 @@ const ALG: KeyDoc = key(
     Some("auto"),
     "auto (Algorithm 1, else 2), general (Algorithm 1) or practical (Algorithm 2)",
 );
+const SOLVE: KeyDoc = key(
+    "solve",
+    Some("f64"),
+    "f64 or f32: the precision of the solves (f32 for devices without fast f64; residual ~1e-6)",
+);
 const ACT: KeyDoc = key(
     "act",
     Some("relu"),
@@ -298,7 +313,7 @@ pub const OPERATIONS: &[OpDoc] = &[
     OpDoc {
         name: "depth",
         summary: "replace dense or conv layer G by F_l, a P-activation and F_l+1 with F_l+1 * F_l = G (eq. 6, Algorithms 1-2)",
-        keys: &[CL, K1, K2, ALG, ACT],
+        keys: &[CL, K1, K2, ALG, ACT, SOLVE],
         example: "depth@3,cl=64,k1=3,k2=3,act=tanh",
     },
     OpDoc {
@@ -310,6 +325,7 @@ pub const OPERATIONS: &[OpDoc] = &[
             K2,
             ALG,
             ACT,
+            SOLVE,
             key("trailing", Some("false"), "true: also a P-activation after the second layer"),
         ],
         example: "insert@4,cl=32,k1=3,k2=1",
@@ -334,6 +350,7 @@ pub const OPERATIONS: &[OpDoc] = &[
             key("kernels", None, "/-separated kernel sizes of the new layers (at most 8)"),
             ALG,
             ACT,
+            SOLVE,
         ],
         example: "subnet@0,widths=16,kernels=3/3",
     },
@@ -343,11 +360,12 @@ pub const OPERATIONS: &[OpDoc] = &[
         keys: &[
             key("n", Some("2"), "branches"),
             key("split", Some("equal"), "equal (G / n each) or random (random parts that sum to G)"),
-            key("cl", Some("no deepening"), "deepen every branch with this C_l (k1, k2, alg and act need it)"),
+            key("cl", Some("no deepening"), "deepen every branch with this C_l (k1, k2, alg, act and solve need it)"),
             K1,
             K2,
             ALG,
             ACT,
+            SOLVE,
         ],
         example: "stack@3,n=2,cl=12,k1=5,k2=3",
     },
@@ -448,6 +466,7 @@ mod tests {
                 let value = match k.name {
                     "alg" => "practical",
                     "act" => "tanh",
+                    "solve" => "f32",
                     "split" => "random",
                     "trailing" => "true",
                     "widths" => "4",

@@ -39,7 +39,7 @@ typedef enum NmStatus {
   NM_STATUS_ERR_PANIC = 7,
 } NmStatus;
 
-// The type of a top-level layer (`docs/format.md` describes each).
+// The type of a layer (`docs/format.md` describes each).
 typedef enum NmLayerKind {
   // `y = W x + b` on a flat blob; `weight` is `[out, in]` row-major.
   NM_LAYER_KIND_DENSE = 0,
@@ -54,8 +54,8 @@ typedef enum NmLayerKind {
   NM_LAYER_KIND_AVGPOOL = 4,
   // `(c, h, w) -> c h w`, channel-major.
   NM_LAYER_KIND_FLATTEN = 5,
-  // Parallel branches summed (a stacked subnet); its branches are not introspectable,
-  // run such a model with `nm_forward`.
+  // Parallel branches on the same input, their outputs summed (a stacked subnet): the
+  // branches' layers are at this layer's path followed by a branch index and a layer index.
   NM_LAYER_KIND_PARALLEL_SUM = 6,
 } NmLayerKind;
 
@@ -71,14 +71,75 @@ typedef enum NmActivation {
   NM_ACTIVATION_IDENTITY = 3,
 } NmActivation;
 
+// The decomposition algorithm a morph ran (section 3.2 of the paper).
+typedef enum NmAlgorithm {
+  // None: a closed-form morph (width, kernel, a stacked subnet without deepening, ...).
+  NM_ALGORITHM_NONE = 0,
+  // Algorithm 1, general network morphism (condition (7) holds; every parameter filled).
+  NM_ALGORITHM_GENERAL = 1,
+  // Algorithm 2, practical network morphism (one factor's kernel shrunk, then zero-padded).
+  NM_ALGORITHM_PRACTICAL = 2,
+  // Algorithm 1 or 2, chosen per solve: what a sequential subnet (`subnet@`) made with the
+  // default `alg=auto` reports, as its stages may differ.
+  NM_ALGORITHM_AUTO = 3,
+} NmAlgorithm;
+
 // An f32 network, the scale of the inputs it was trained on, and its SGD state. Opaque to
-// C: made by `nm_model_new_mlp`, `nm_model_load` or a morph, freed by `nm_model_free`.
+// C: made by `nm_model_new`, `nm_model_new_mlp`, `nm_model_load` or a morph, freed by
+// `nm_model_free`.
 typedef struct NmModel NmModel;
 
-// One top-level layer. Fields a kind does not use are 0 (pointers NULL, `function`
-// IDENTITY). The pointers borrow the model's parameters: valid until the model is changed by
-// `nm_sgd_step` or freed; read them, never write or free them. A pointer is NULL exactly when
-// its length is 0.
+// One layer for `nm_model_new`: the fields and their meaning are `NmLayerInfo`'s (same
+// names, same order), except that `kind` and `function` are `int` codes (an `NmLayerKind`,
+// an `NmActivation`), checked on entry. The pointers are the caller's and are only read
+// during the call (the model gets copies).
+//
+// | `kind` | sizes read | arrays (lengths exactly) |
+// |---|---|---|
+// | `NM_LAYER_KIND_DENSE` | `out`, `in` | `weight [out][in]`, `bias [out]` |
+// | `NM_LAYER_KIND_CONV2D` | `out`, `in`, `kernel`, `stride`, `padding` | `weight [out][in][kernel][kernel]`, `bias [out]` |
+// | `NM_LAYER_KIND_ACTIVATION` | `out` (channels), `function` | `a [out]`, each in [0, 1] (0: plain `phi`) |
+// | `NM_LAYER_KIND_MAXPOOL`, `NM_LAYER_KIND_AVGPOOL` | `kernel`, `stride`, `ceil_mode` | none |
+// | `NM_LAYER_KIND_FLATTEN` | none | none |
+//
+// Fields a kind does not read are ignored, except the lengths of arrays it has not, which
+// must be 0 (a pointer whose length is 0 is not read and may be NULL). A parallel sum cannot
+// be given (make one with `nm_morph`'s `stack@`).
+typedef struct NmLayerSpec {
+  // An `NmLayerKind` value.
+  int kind;
+  // DENSE, CONV2D: output channels (features); ACTIVATION: channels.
+  size_t out;
+  // DENSE, CONV2D: input channels (features).
+  size_t in;
+  // CONV2D, MAXPOOL, AVGPOOL: the square window's size.
+  size_t kernel;
+  // CONV2D, MAXPOOL, AVGPOOL: the stride on both axes.
+  size_t stride;
+  // CONV2D: zero padding on every side.
+  size_t padding;
+  // MAXPOOL, AVGPOOL: whether the output size rounds up rather than down.
+  bool ceil_mode;
+  // ACTIVATION: an `NmActivation` value, the base function `phi`.
+  int function;
+  // DENSE `[out, in]`, CONV2D `[out, in, kernel, kernel]`, row-major.
+  const float *weight;
+  // Floats at `weight`.
+  size_t weight_len;
+  // DENSE, CONV2D: `[out]`.
+  const float *bias;
+  // Floats at `bias`.
+  size_t bias_len;
+  // ACTIVATION: the per-channel `a` of `(1 - a) phi(x) + a x` (`[out]`).
+  const float *a;
+  // Floats at `a`.
+  size_t a_len;
+} NmLayerSpec;
+
+// One layer. Fields a kind does not use are 0 (pointers NULL, `function` IDENTITY). The
+// pointers borrow the model's parameters: valid until the model is changed (`nm_sgd_step`,
+// `nm_model_set_layer`) or freed; read them, never write or free them. A pointer is NULL
+// exactly when its length is 0.
 typedef struct NmLayerInfo {
   // The layer's type.
   enum NmLayerKind kind;
@@ -109,11 +170,105 @@ typedef struct NmLayerInfo {
   const float *a;
   // Floats at `a`.
   size_t a_len;
+  // PARALLEL_SUM: the number of branches (at least 2). Branch `b`'s layers are at this
+  // layer's path followed by `b` and a layer index; `nm_model_layer_count` counts them.
+  size_t branches;
 } NmLayerInfo;
+
+// What a morph did, written to the morph functions' optional `report` on success. Plain
+// data: nothing in it is owned or needs freeing.
+typedef struct NmMorphReport {
+  // Learnable parameters of the parent (weights, biases, P-activation `a`).
+  size_t params_before;
+  // Learnable parameters of the child.
+  size_t params_after;
+  // Fraction of non-zero values among the weights of the layers the morph made or
+  // reshaped (1 when it made none with weights).
+  double nonzero_fraction;
+  // Relative residual of the decomposition, `max |F_{l+1} (*) F_l - G| / max |G|` in f64
+  // (the largest over the solves; 0 for closed-form morphs).
+  double residual;
+  // Deconvolution solves run (0 for closed-form morphs).
+  size_t solves;
+  // The algorithm that decomposed `G` (`NM_ALGORITHM_NONE` for closed-form morphs).
+  enum NmAlgorithm algorithm;
+  // Whether condition (7) held for every solve: 1 yes, 0 no, -1 not applicable (no
+  // decomposition ran).
+  int condition7;
+  // Layers the morph made or reshaped (3 for a deepened layer: `F_l`, the P-activation and
+  // `F_{l+1}`).
+  size_t new_layers;
+  // `max |child - parent| / max |parent|` over the child's and the parent's outputs on the
+  // `NM_MORPH_PROBES` probes the morph was checked on (at most 1e-4 for an exact morph;
+  // measured but not bounded for `net2wider` with noise).
+  double max_rel_deviation;
+} NmMorphReport;
 
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// Makes a model from `n_layers` layer descriptions (`NmLayerSpec`, in order) and the shape of
+// one input sample, `channels x height x width` (flat inputs: `n x 1 x 1`). The parameters are
+// copied from the arrays the specs point to: the caller keeps them, and may free or reuse
+// them as soon as the call returns. The model has no SGD momentum yet and records the
+// standard input scale (as `nm_model_new_mlp`'s).
+//
+// Writes the new model to `*out` (NULL on failure); free it with `nm_model_free`.
+//
+// Errors: `NM_STATUS_ERR_NULL` for a NULL `layers`, `out`, or array whose length is not 0;
+// `NM_STATUS_ERR_ARGUMENT`, with a message that starts with the layer (`layers[2]: ...`), for
+// an unknown kind or function code, a parallel sum, a length that is not exactly what the
+// layer's sizes need (the message gives both), a NaN or infinite value, an `a` outside
+// [0, 1], `n_layers` 0; and, naming the layer, for layers that do not make a network (a
+// layer whose input size differs from the previous layer's output, a dense layer after an
+// image without a flatten, a window larger than its input, a zero size), or a network too
+// large for memory.
+//
+// # Safety
+// `layers` points to `n_layers` specs, each of whose pointers with a non-zero length points to
+// that many floats; `out` is valid for writing a pointer.
+enum NmStatus nm_model_new(const struct NmLayerSpec *layers,
+                           size_t n_layers,
+                           size_t channels,
+                           size_t height,
+                           size_t width,
+                           struct NmModel **out);
+
+// Overwrites the parameters of the layer at `path` (`path_len` indices, as
+// `nm_model_layer`'s) with copies of the caller's arrays, each of exactly the layer's length
+// (`NmLayerInfo`'s `weight_len`, `bias_len`, `a_len`):
+//
+// - a dense or convolution layer: `weight` and `bias`, in `NmLayerInfo`'s layout; `a_len`
+//   is 0;
+// - a P-activation: `a`, each in [0, 1]; `weight_len` and `bias_len` are 0.
+//
+// A pointer whose length is 0 is not read and may be NULL. All or nothing: the path, every
+// length and every value (finite; `a` in [0, 1]) are checked before the model changes, and on
+// any error it is unchanged. The arrays may point into this model (e.g. another layer's
+// `NmLayerInfo` pointers): they are copied before anything is written. The sizes and the
+// structure stay as they are; the SGD momentum is kept (as when an optimiser's parameters are
+// overwritten in place). Pointers `nm_model_layer` gave out for this model are invalid
+// afterwards.
+//
+// Errors: `NM_STATUS_ERR_NULL` for a NULL `m`, `path`, or array whose length is not 0;
+// `NM_STATUS_ERR_ARGUMENT` for a path that does not exist (named in the message), a layer
+// without parameters (pooling, flatten, a parallel block: write the layers in its branches),
+// a length that differs from the layer's (the message gives both), a NaN or infinite value,
+// or an `a` outside [0, 1].
+//
+// # Safety
+// `m` is a live model that no other thread uses during the call; `path` points to `path_len`
+// values; each array with a non-zero length points to that many floats.
+enum NmStatus nm_model_set_layer(struct NmModel *m,
+                                 const size_t *path,
+                                 size_t path_len,
+                                 const float *weight,
+                                 size_t weight_len,
+                                 const float *bias,
+                                 size_t bias_len,
+                                 const float *a,
+                                 size_t a_len);
 
 // Runs `n` samples through the model: `x` holds them row-major (`n x input_len` floats,
 // each sample NCHW for image inputs), `y` receives `n x output_len` floats (the logits;
@@ -133,21 +288,36 @@ enum NmStatus nm_forward(const struct NmModel *m,
                          float *y,
                          size_t y_len);
 
-// Writes the number of top-level layers to `*n` (activations, pooling and flatten layers
-// count, as in the command line's layer paths).
+// Writes the number of layers in a sequence to `*n`: the top level when `path_len` is 0
+// (`path` may then be NULL), or branch `b` of the parallel block at path `p` when `path` is
+// `p` followed by `b` (e.g. `{3, 1}`: branch 1 of the block at top-level index 3).
+// Activations, pooling and flatten layers count, as in the command line's layer paths.
+//
+// Errors: `NM_STATUS_ERR_NULL`; `NM_STATUS_ERR_ARGUMENT` for a path that names no branch (the
+// message says where it leaves the network).
 //
 // # Safety
-// `m` is a live model; `n` is valid for writing one `size_t`.
-enum NmStatus nm_model_layer_count(const struct NmModel *m, size_t *n);
+// `m` is a live model; `path` is NULL or points to `path_len` values; `n` is valid for
+// writing one `size_t`.
+enum NmStatus nm_model_layer_count(const struct NmModel *m,
+                                   const size_t *path,
+                                   size_t path_len,
+                                   size_t *n);
 
-// Describes top-level layer `i` in `*info` (see `NmLayerInfo` for which fields each kind
-// sets and how long its pointers stay valid).
+// Describes the layer at `path` (`path_len` indices: a top-level index, then branch and layer
+// inside a parallel block, and so on, as the command line's `3.1.0`) in `*info` (see
+// `NmLayerInfo` for which fields each kind sets and how long its pointers stay valid).
 //
-// Errors: `NM_STATUS_ERR_NULL`; `NM_STATUS_ERR_ARGUMENT` if `i` is not below the layer count.
+// Errors: `NM_STATUS_ERR_NULL`; `NM_STATUS_ERR_ARGUMENT` for an empty path or one that does
+// not exist (the message names it and says where it leaves the network).
 //
 // # Safety
-// `m` is a live model; `info` is valid for writing one `NmLayerInfo`.
-enum NmStatus nm_model_layer(const struct NmModel *m, size_t i, struct NmLayerInfo *info);
+// `m` is a live model; `path` points to `path_len` values; `info` is valid for writing one
+// `NmLayerInfo`.
+enum NmStatus nm_model_layer(const struct NmModel *m,
+                             const size_t *path,
+                             size_t path_len,
+                             struct NmLayerInfo *info);
 
 // Makes a dense network `sizes[0] -> sizes[1] -> ... -> sizes[n_sizes - 1]` with a ReLU
 // P-activation between consecutive dense layers, weights drawn from N(0, 1 / fan_in) with
@@ -233,65 +403,76 @@ enum NmStatus nm_model_input_shape(const struct NmModel *m,
 
 // Applies one morph written in the command line's operation language (`netmorph ops`
 // lists them: e.g. `"depth@1,cl=32,act=tanh"`, `"width@1,to=24"`, `"kernel@0,k=5"`,
-// `"stack@3,n=2"`) to `m` with random factors drawn from `seed`, and writes the child, a new
-// model, to `*child` (NULL on failure). The parent is not changed. The child's outputs are
-// compared with the parent's on 256 random probes (drawn from `seed`); an exact morph whose
-// child moved more than 1e-4 relative (max |child - parent| / max |parent|) or became
-// non-finite is refused. (`net2wider` with `noise` > 0 is not exact and is not checked.)
+// `"stack@3,n=2"`; dotted paths such as `3.1.0` reach into parallel blocks) to `m` with
+// random factors drawn from `seed`, and writes the child, a new model, to `*child` (NULL on
+// failure). The parent is not changed. The child's outputs are compared with the parent's on
+// 256 random probes (drawn from `seed`); an exact morph whose child moved more than 1e-4
+// relative (max |child - parent| / max |parent|) or became non-finite is refused.
+// (`net2wider` with `noise` > 0 is not exact and is not checked.) On success, writes what the
+// morph did to `*report` unless `report` is NULL.
 //
 // Errors: `NM_STATUS_ERR_NULL`; `NM_STATUS_ERR_ARGUMENT` for an operation string that does
-// not parse (the message shows the valid form) or work too large for memory;
-// `NM_STATUS_ERR_MORPH` if the operation does not apply to that layer or its child moved.
+// not parse (the message shows the valid form), a layer that does not exist, or work too
+// large for memory; `NM_STATUS_ERR_MORPH` if the operation does not apply to that layer or
+// its child moved.
 //
 // # Safety
 // `m` is a live model; `op` is a NUL-terminated string; `child` is valid for writing a
-// pointer.
+// pointer; `report` is NULL or valid for writing one `NmMorphReport`.
 enum NmStatus nm_morph(const struct NmModel *m,
                        const char *op,
                        uint64_t seed,
-                       struct NmModel **child);
+                       struct NmModel **child,
+                       struct NmMorphReport *report);
 
-// Deepens top-level dense or convolution layer `layer` (`G`) into `F_l`, a P-activation
-// `(1 - a) act(x) + a x` with `a = 1` (the identity, so the function is unchanged), and
-// `F_{l+1}`, with `cl` middle channels and kernels `k1`, `k2` (odd; 1 for dense layers):
-// `depth@layer,cl=..,k1=..,k2=..,act=..` (Algorithm 1 when condition (7) holds, else 2).
-// `act` is an `NmActivation` value. Otherwise as `nm_morph`.
+// Deepens the dense or convolution layer at `path` (`G`; `path_len` indices, as
+// `nm_model_layer`'s) into `F_l`, a P-activation `(1 - a) act(x) + a x` with `a = 1` (the
+// identity, so the function is unchanged), and `F_{l+1}`, with `cl` middle channels and
+// kernels `k1`, `k2` (odd; 1 for dense layers): `depth@path,cl=..,k1=..,k2=..,act=..`
+// (Algorithm 1 when condition (7) holds, else 2). `act` is an `NmActivation` value.
+// Otherwise as `nm_morph`; a path that does not exist is `NM_STATUS_ERR_ARGUMENT`, naming it.
 //
 // # Safety
-// As `nm_morph` (without `op`).
+// As `nm_morph` (without `op`); `path` points to `path_len` values.
 enum NmStatus nm_deepen(const struct NmModel *m,
-                        size_t layer,
+                        const size_t *path,
+                        size_t path_len,
                         size_t cl,
                         size_t k1,
                         size_t k2,
                         int act,
                         uint64_t seed,
-                        struct NmModel **child);
+                        struct NmModel **child,
+                        struct NmMorphReport *report);
 
-// Widens the output of top-level dense or convolution layer `layer` to `width` channels
-// (`width@layer,to=width`): the new channels' incoming weights are random, their outgoing
-// weights in the next dense or convolution layer zero, so the function is unchanged.
-// Otherwise as `nm_morph`.
+// Widens the output of the dense or convolution layer at `path` to `width` channels
+// (`width@path,to=width`): the new channels' incoming weights are random, their outgoing
+// weights in the next dense or convolution layer (of the same sequence) zero, so the function
+// is unchanged. Otherwise as `nm_deepen`.
 //
 // # Safety
-// As `nm_morph` (without `op`).
+// As `nm_deepen`.
 enum NmStatus nm_widen(const struct NmModel *m,
-                       size_t layer,
+                       const size_t *path,
+                       size_t path_len,
                        size_t width,
                        uint64_t seed,
-                       struct NmModel **child);
+                       struct NmModel **child,
+                       struct NmMorphReport *report);
 
-// Grows the kernel of top-level convolution layer `layer` to `k` (the current size plus an
-// even number) with zero taps and matching padding (`kernel@layer,k=k`). A dense layer has
-// no kernel to grow: `NM_STATUS_ERR_MORPH`. Deterministic; the probes use seed 0. Otherwise as
-// `nm_morph`.
+// Grows the kernel of the convolution layer at `path` to `k` (the current size plus an even
+// number) with zero taps and matching padding (`kernel@path,k=k`). A dense layer has no
+// kernel to grow: `NM_STATUS_ERR_MORPH`. Deterministic; the probes use seed 0. Otherwise as
+// `nm_deepen`.
 //
 // # Safety
-// As `nm_morph` (without `op`).
+// As `nm_deepen`.
 enum NmStatus nm_grow_kernel(const struct NmModel *m,
-                             size_t layer,
+                             const size_t *path,
+                             size_t path_len,
                              size_t k,
-                             struct NmModel **child);
+                             struct NmModel **child,
+                             struct NmMorphReport *report);
 
 // Measures how far `child`'s outputs are from `parent`'s on `probes` standard normal inputs
 // drawn from `seed`, and writes `max |child - parent| / max |parent|` to

@@ -1,15 +1,16 @@
 //! Layer introspection: enough for C code to run its own forward pass over the model's
-//! parameters (`nm_model_layer_count`, `nm_model_layer`).
+//! parameters (`nm_model_layer_count`, `nm_model_layer`), nested layers included.
 
 use std::ffi::c_int;
 
 use facade::{ActKind, Layer};
 
 use crate::model::{model, NmModel};
+use crate::path::{layer_at, layer_path, sequence_at};
 use crate::ptr::Out;
 use crate::status::{guard, Error, NmStatus, Result};
 
-/// The type of a top-level layer (`docs/format.md` describes each).
+/// The type of a layer (`docs/format.md` describes each).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum NmLayerKind {
@@ -26,9 +27,64 @@ pub enum NmLayerKind {
     Avgpool = 4,
     /// `(c, h, w) -> c h w`, channel-major.
     Flatten = 5,
-    /// Parallel branches summed (a stacked subnet); its branches are not introspectable,
-    /// run such a model with `nm_forward`.
+    /// Parallel branches on the same input, their outputs summed (a stacked subnet): the
+    /// branches' layers are at this layer's path followed by a branch index and a layer index.
     ParallelSum = 6,
+}
+
+impl NmLayerKind {
+    /// The kind with C value `code` (taken as `int` from C, so that an out-of-range value is
+    /// an error, not undefined behaviour).
+    pub(crate) fn from_code(code: c_int) -> Result<Self> {
+        Ok(match code {
+            0 => Self::Dense,
+            1 => Self::Conv2d,
+            2 => Self::Activation,
+            3 => Self::Maxpool,
+            4 => Self::Avgpool,
+            5 => Self::Flatten,
+            6 => Self::ParallelSum,
+            _ => {
+                return Err(Error::argument(format_args!(
+                    "kind {code} is not an NmLayerKind (0 dense, 1 conv2d, 2 activation, 3 maxpool, 4 avgpool, 5 flatten, 6 parallel sum)"
+                )))
+            }
+        })
+    }
+
+    /// The kind of `layer`.
+    pub(crate) fn of(layer: &Layer<f32>) -> Self {
+        match layer {
+            Layer::Dense(_) => Self::Dense,
+            Layer::Conv2d(_) => Self::Conv2d,
+            Layer::Activation(_) => Self::Activation,
+            Layer::MaxPool2d(_) => Self::Maxpool,
+            Layer::AvgPool2d(_) => Self::Avgpool,
+            Layer::Flatten => Self::Flatten,
+            Layer::ParallelSum(_) => Self::ParallelSum,
+        }
+    }
+
+    /// The indefinite article of [`NmLayerKind::name`], for messages ("an activation").
+    pub(crate) fn article(self) -> &'static str {
+        match self {
+            Self::Activation | Self::Avgpool => "an",
+            _ => "a",
+        }
+    }
+
+    /// Lower-case name for messages (`"dense"`, `"conv2d"`, ...).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Dense => "dense",
+            Self::Conv2d => "conv2d",
+            Self::Activation => "activation",
+            Self::Maxpool => "maxpool",
+            Self::Avgpool => "avgpool",
+            Self::Flatten => "flatten",
+            Self::ParallelSum => "parallel sum",
+        }
+    }
 }
 
 /// The base function `phi` of a P-activation.
@@ -72,10 +128,10 @@ impl NmActivation {
     }
 }
 
-/// One top-level layer. Fields a kind does not use are 0 (pointers NULL, `function`
-/// IDENTITY). The pointers borrow the model's parameters: valid until the model is changed by
-/// `nm_sgd_step` or freed; read them, never write or free them. A pointer is NULL exactly when
-/// its length is 0.
+/// One layer. Fields a kind does not use are 0 (pointers NULL, `function` IDENTITY). The
+/// pointers borrow the model's parameters: valid until the model is changed (`nm_sgd_step`,
+/// `nm_model_set_layer`) or freed; read them, never write or free them. A pointer is NULL
+/// exactly when its length is 0.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct NmLayerInfo {
@@ -108,6 +164,9 @@ pub struct NmLayerInfo {
     pub a: *const f32,
     /// Floats at `a`.
     pub a_len: usize,
+    /// PARALLEL_SUM: the number of branches (at least 2). Branch `b`'s layers are at this
+    /// layer's path followed by `b` and a layer index; `nm_model_layer_count` counts them.
+    pub branches: usize,
 }
 
 /// A pointer to `values`, NULL when empty.
@@ -120,9 +179,10 @@ fn borrowed(values: &[f32]) -> (*const f32, usize) {
 }
 
 impl NmLayerInfo {
-    fn of(layer: &Layer<f32>) -> Self {
+    /// The description of `layer`, borrowing its parameters.
+    pub(crate) fn of(layer: &Layer<f32>) -> Self {
         let mut info = Self {
-            kind: NmLayerKind::Flatten,
+            kind: NmLayerKind::of(layer),
             out: 0,
             r#in: 0,
             kernel: 0,
@@ -136,6 +196,7 @@ impl NmLayerInfo {
             bias_len: 0,
             a: std::ptr::null(),
             a_len: 0,
+            branches: 0,
         };
         if let Some(k) = layer.kernel() {
             (info.out, info.r#in, info.kernel, info.stride) = (k.out, k.inp, k.k, 1);
@@ -143,72 +204,72 @@ impl NmLayerInfo {
             (info.bias, info.bias_len) = borrowed(&k.bias);
         }
         match layer {
-            Layer::Dense(_) => info.kind = NmLayerKind::Dense,
-            Layer::Conv2d(c) => {
-                info.kind = NmLayerKind::Conv2d;
-                (info.stride, info.padding) = (c.stride, c.pad);
-            }
+            Layer::Conv2d(c) => (info.stride, info.padding) = (c.stride, c.pad),
             Layer::Activation(p) => {
-                info.kind = NmLayerKind::Activation;
                 info.function = NmActivation::of(p.kind);
                 (info.out, info.r#in) = (p.a.len(), p.a.len());
                 (info.a, info.a_len) = borrowed(&p.a);
             }
             Layer::MaxPool2d(p) | Layer::AvgPool2d(p) => {
-                info.kind = if matches!(layer, Layer::MaxPool2d(_)) {
-                    NmLayerKind::Maxpool
-                } else {
-                    NmLayerKind::Avgpool
-                };
                 (info.kernel, info.stride, info.ceil_mode) = (p.k, p.stride, p.ceil);
             }
-            Layer::Flatten => info.kind = NmLayerKind::Flatten,
-            Layer::ParallelSum(_) => info.kind = NmLayerKind::ParallelSum,
+            Layer::ParallelSum(branches) => info.branches = branches.len(),
+            Layer::Dense(_) | Layer::Flatten => {}
         }
         info
     }
 }
 
-/// Writes the number of top-level layers to `*n` (activations, pooling and flatten layers
-/// count, as in the command line's layer paths).
+/// Writes the number of layers in a sequence to `*n`: the top level when `path_len` is 0
+/// (`path` may then be NULL), or branch `b` of the parallel block at path `p` when `path` is
+/// `p` followed by `b` (e.g. `{3, 1}`: branch 1 of the block at top-level index 3).
+/// Activations, pooling and flatten layers count, as in the command line's layer paths.
+///
+/// Errors: `NM_STATUS_ERR_NULL`; `NM_STATUS_ERR_ARGUMENT` for a path that names no branch (the
+/// message says where it leaves the network).
 ///
 /// # Safety
-/// `m` is a live model; `n` is valid for writing one `size_t`.
+/// `m` is a live model; `path` is NULL or points to `path_len` values; `n` is valid for
+/// writing one `size_t`.
 #[no_mangle]
-pub unsafe extern "C" fn nm_model_layer_count(m: *const NmModel, n: *mut usize) -> NmStatus {
+pub unsafe extern "C" fn nm_model_layer_count(
+    m: *const NmModel,
+    path: *const usize,
+    path_len: usize,
+    n: *mut usize,
+) -> NmStatus {
     guard("nm_model_layer_count", || {
-        // SAFETY (both): the caller's promises.
+        // SAFETY (all): the caller's promises.
         let m = unsafe { model(m, "m") }?;
-        unsafe { Out::new(n, "n") }?.set(m.net.layers().len());
+        let n = unsafe { Out::new(n, "n") }?;
+        n.set(unsafe { sequence_at(&m.net, path, path_len) }?.len());
         Ok(())
     })
 }
 
-/// Describes top-level layer `i` in `*info` (see `NmLayerInfo` for which fields each kind
-/// sets and how long its pointers stay valid).
+/// Describes the layer at `path` (`path_len` indices: a top-level index, then branch and layer
+/// inside a parallel block, and so on, as the command line's `3.1.0`) in `*info` (see
+/// `NmLayerInfo` for which fields each kind sets and how long its pointers stay valid).
 ///
-/// Errors: `NM_STATUS_ERR_NULL`; `NM_STATUS_ERR_ARGUMENT` if `i` is not below the layer count.
+/// Errors: `NM_STATUS_ERR_NULL`; `NM_STATUS_ERR_ARGUMENT` for an empty path or one that does
+/// not exist (the message names it and says where it leaves the network).
 ///
 /// # Safety
-/// `m` is a live model; `info` is valid for writing one `NmLayerInfo`.
+/// `m` is a live model; `path` points to `path_len` values; `info` is valid for writing one
+/// `NmLayerInfo`.
 #[no_mangle]
 pub unsafe extern "C" fn nm_model_layer(
     m: *const NmModel,
-    i: usize,
+    path: *const usize,
+    path_len: usize,
     info: *mut NmLayerInfo,
 ) -> NmStatus {
     guard("nm_model_layer", || {
-        // SAFETY (both): the caller's promises.
+        // SAFETY (all): the caller's promises.
         let m = unsafe { model(m, "m") }?;
         let info = unsafe { Out::new(info, "info") }?;
-        let layers = m.net.layers();
-        let layer = layers.get(i).ok_or_else(|| {
-            Error::argument(format_args!(
-                "layer {i} does not exist; the model has {} layers",
-                layers.len()
-            ))
-        })?;
-        info.set(NmLayerInfo::of(layer));
+        let path = unsafe { layer_path(path, path_len) }?;
+        info.set(NmLayerInfo::of(layer_at(&m.net, &path)?));
         Ok(())
     })
 }

@@ -15,7 +15,8 @@ use crate::ptr::{self, Out};
 use crate::status::{guard, Error, NmStatus, Result};
 
 /// An f32 network, the scale of the inputs it was trained on, and its SGD state. Opaque to
-/// C: made by `nm_model_new_mlp`, `nm_model_load` or a morph, freed by `nm_model_free`.
+/// C: made by `nm_model_new`, `nm_model_new_mlp`, `nm_model_load` or a morph, freed by
+/// `nm_model_free`.
 #[derive(Debug)]
 pub struct NmModel {
     pub(crate) net: Network<f32>,

@@ -53,6 +53,14 @@ impl<T> Out<T> {
         NonNull::new(p).map(Self).ok_or_else(|| Error::null(name))
     }
 
+    /// The optional output `p`: `None` when it is NULL.
+    ///
+    /// # Safety
+    /// `p` is NULL or valid and aligned for writing one `T` while the result lives.
+    pub(crate) unsafe fn optional(p: *mut T) -> Option<Self> {
+        NonNull::new(p).map(Self)
+    }
+
     /// Writes `value` (without reading or dropping what was there).
     pub(crate) fn set(&self, value: T) {
         // SAFETY: `new`'s contract: valid and aligned for writing.

@@ -54,6 +54,11 @@ impl Error {
         Self::new(NmStatus::ErrArgument, message)
     }
 
+    /// The same error with `context` and a colon before its message (`layers[2]: ...`).
+    pub(crate) fn context(self, context: impl fmt::Display) -> Self {
+        Self::new(self.status, format_args!("{context}: {}", self.message))
+    }
+
     /// [`NmStatus::ErrNull`] for the parameter `name`.
     pub(crate) fn null(name: &str) -> Self {
         Self::new(

@@ -45,10 +45,8 @@ pub unsafe extern "C" fn nm_sgd_step(
         }
         // SAFETY: the caller's promise.
         let labels = unsafe { ptr::slice(labels, n, "labels") }?;
-        let loss_out = (!loss_out.is_null())
-            // SAFETY: non-null, so valid for one write (the caller's promise).
-            .then(|| unsafe { Out::new(loss_out, "loss_out") })
-            .transpose()?;
+        // SAFETY: NULL or valid for one write (the caller's promise).
+        let loss_out = unsafe { Out::optional(loss_out) };
         if n == 0 {
             return Err(Error::argument("the batch is empty; pass n >= 1 samples"));
         }

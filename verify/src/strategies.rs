@@ -10,7 +10,7 @@ use netmorph_core::morph::kernel::largest_useful_kernel;
 use netmorph_core::morph::plan::MorphOp;
 use netmorph_core::morph::subnet::{SequentialParams, Split, StackedParams};
 use netmorph_core::morph::width::consumer;
-use netmorph_core::solve::algorithm::{condition7, Algorithm};
+use netmorph_core::solve::algorithm::{condition7, Algorithm, SolveOptions};
 use netmorph_core::{
     ActKind, Conv2d, Kernel, Layer, LayerPath, Network, PActivation, Pool, Rng, Scalar, Shape,
 };
@@ -482,5 +482,10 @@ fn depth_op<T: Scalar>(net: &Network<T>, linear: &[LayerPath], ch: &OpChoice) ->
         ActKind::Sigmoid,
         ActKind::Identity,
     ][r3 % 4];
+    // f32 networks: half of the depth morphs solve in f32, as a device without fast f64
+    // would (f64 networks keep f64 solves: an f32 solve would cost them 9 digits).
+    if T::NAME == "f32" && (r2 / 3) % 2 == 0 {
+        params.solve = SolveOptions::f32();
+    }
     MorphOp::Depth { layer, params }
 }

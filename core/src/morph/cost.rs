@@ -41,7 +41,7 @@ use super::subnet::{
 use super::width::{kernels, widening, Channel};
 use super::{linear_kernel, locate_ref, MorphError};
 use crate::alloc_try::{self, Count};
-use crate::solve::algorithm::workspace_bytes;
+use crate::solve::algorithm::{workspace_bytes, Precision};
 use crate::solve::kernel_values;
 use crate::{Layer, LayerPath, Network, Scalar};
 
@@ -140,7 +140,7 @@ fn done(
 }
 
 /// Bytes a copy of `layers` holds: a slot per layer, a vector per branch, every parameter.
-fn layers_bytes<T: Scalar>(layers: &[Layer<T>]) -> Count {
+pub(crate) fn layers_bytes<T: Scalar>(layers: &[Layer<T>]) -> Count {
     layers.iter().fold(Count::of(0), |acc, l| {
         let inside = match l {
             Layer::ParallelSum(bs) => bs.iter().fold(Count::of(0), |a, b| {
@@ -176,15 +176,20 @@ fn depth_step<T: Scalar>(
     let f1 = kernel_values(cm, ci.into(), p.k1.into());
     let f2 = kernel_values(co.into(), cm, p.k2.into());
     let g = kernel_values(co.into(), ci.into(), k.into());
-    let solve = Count::from(workspace_bytes(ci, p.c_l, co, p.k1, p.k2));
+    let precision = p.solve.precision;
+    let solve = Count::from(workspace_bytes(ci, p.c_l, co, p.k1, p.k2, precision));
     let added = f1 + f2 + cm + trailing;
-    // `G` in f64 for the solver; the new layers in `T` (with `F_l`'s zero bias and `G`'s
+    // `G` in the solve's precision; the new layers in `T` (with `F_l`'s zero bias and `G`'s
     // bias built separately) and their vector.
     let layers = (added + cm + co) * s + Count::of(4) * size_of::<Layer<T>>();
+    let g_copy = g * match precision {
+        Precision::F64 => size_of::<f64>(),
+        Precision::F32 => size_of::<f32>(),
+    };
     DepthStep {
         added,
         removed: g,
-        extra: g * 8 + solve + layers + splice_bytes::<T>(len, 4),
+        extra: g_copy + solve + layers + splice_bytes::<T>(len, 4),
     }
 }
 
@@ -226,7 +231,9 @@ pub(crate) fn insert<T: Scalar>(
     };
     let step = depth_step::<T>((shape.c, shape.c, 1), &params.depth, seq.len(), trailing);
     let params_after = Count::of(net.param_count()) + step.added;
-    let workspace = layers_bytes(net.layers()) + step.extra;
+    // `G = I` is built in `T` before its copy in the solve's precision.
+    let identity = kernel_values(shape.c.into(), shape.c.into(), Count::of(1)) * size_of::<T>();
+    let workspace = layers_bytes(net.layers()) + step.extra + identity;
     done(net.param_count(), at, params_after, workspace)
 }
 
@@ -567,6 +574,15 @@ mod tests {
                 noise: 0.0,
             },
         ];
+        // Solves in f32.
+        for algorithm in [Algorithm::General, Algorithm::Practical] {
+            let mut params = depth(algorithm);
+            params.solve = SolveOptions::f32();
+            ops.push(MorphOp::Depth {
+                layer: first.clone(),
+                params,
+            });
+        }
         if conv {
             ops.push(MorphOp::Kernel {
                 layer: first,

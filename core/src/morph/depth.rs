@@ -15,7 +15,7 @@ use super::cost::{self, reserve};
 use super::{finish, linear_kernel, locate, nonzero_fraction, MorphError, MorphReport, NewLayer};
 use crate::alloc_try;
 use crate::solve::algorithm::{
-    decompose_sized, Algorithm, Decomposition, SolveError, SolveOptions,
+    decompose_sized, Algorithm, Decomposition, Precision, SolveError, SolveOptions,
 };
 use crate::{ActKind, Conv2d, Kernel, Layer, LayerPath, Network, PActivation, Rng, Scalar};
 
@@ -32,7 +32,7 @@ pub struct DepthParams {
     pub algorithm: Algorithm,
     /// Base function of the inserted P-activation (starts at `a = 1`, the identity).
     pub activation: ActKind,
-    /// Solver tolerance and iteration budget.
+    /// Solver tolerance, iteration budget and precision.
     pub solve: SolveOptions,
 }
 
@@ -84,22 +84,16 @@ pub fn deepen<T: Scalar>(
     reserve(cost::depth(net, path, params)?)?;
     let mut layers = net.layers().to_vec();
     let (seq, i) = locate(&mut layers, path, false)?;
-    let g = f64_kernel(linear_kernel(&seq[i], path, "depth")?)?;
+    let g = linear_kernel(&seq[i], path, "depth")?;
     let (stride, pad) = match &seq[i] {
         Layer::Conv2d(c) => (c.stride, c.pad),
         _ => (1, 0),
     };
     let conv = matches!(seq[i], Layer::Conv2d(_));
-    let d = factorize(&g, path, params, rng)?;
     let kt = params.k1 + params.k2 - 1;
-    let new = split_layers(
-        &d,
-        &g,
-        conv,
-        (stride, pad + (kt - g.k) / 2),
-        params.activation,
-    )?;
-    let report = report_depth("depth", path, &new, &d);
+    let geometry = (conv, stride, pad + (kt - g.k) / 2);
+    let (new, solved) = solve_split(g, path, params, geometry, rng)?;
+    let report = report_depth("depth", path, &new, &solved);
     seq.splice(i..=i, new);
     finish(net, layers, report)
 }
@@ -135,12 +129,11 @@ pub fn insert_identity<T: Scalar>(
     let conv = !shape.is_flat();
     let mut g = Kernel::try_zeros(shape.c, shape.c, 1)?;
     for c in 0..shape.c {
-        g.weight[c * shape.c + c] = 1.0;
+        g.weight[c * shape.c + c] = T::one();
     }
     let p = &params.depth;
-    let d = factorize(&g, at, p, rng)?;
     let kt = p.k1 + p.k2 - 1;
-    let mut new = split_layers(&d, &g, conv, (1, (kt - 1) / 2), p.activation)?;
+    let (mut new, solved) = solve_split(&g, at, p, (conv, 1, (kt - 1) / 2), rng)?;
     if params.trailing_activation {
         let a = alloc_try::filled(shape.c, T::one())?;
         new.push(Layer::Activation(PActivation {
@@ -148,14 +141,14 @@ pub fn insert_identity<T: Scalar>(
             a,
         }));
     }
-    let report = report_depth("insert", at, &new, &d);
+    let report = report_depth("insert", at, &new, &solved);
     seq.splice(i..i, new);
     finish(net, layers, report)
 }
 
-/// A copy of `k` in `f64`, the solvers' precision.
-pub(crate) fn f64_kernel<T: Scalar>(k: &Kernel<T>) -> Result<Kernel<f64>, MorphError> {
-    let cast = |v: &[T]| alloc_try::collected(v.len(), v.iter().map(|x| x.as_f64()));
+/// A copy of `k` in `F` (rounded to nearest when `F` is narrower).
+pub(crate) fn cast_kernel<T: Scalar, F: Scalar>(k: &Kernel<T>) -> Result<Kernel<F>, MorphError> {
+    let cast = |v: &[T]| alloc_try::collected(v.len(), v.iter().map(|x| F::of_f64(x.as_f64())));
     Ok(Kernel {
         out: k.out,
         inp: k.inp,
@@ -214,28 +207,62 @@ fn solve_error(path: &LayerPath, source: SolveError) -> MorphError {
     }
 }
 
-/// Runs the decomposition of `g` (already in f64) with sizes [`check_depth`] accepted.
-pub(crate) fn factorize(
-    g: &Kernel<f64>,
+/// What a decomposition reports, whatever scalar it ran in.
+pub(crate) struct Solved {
+    algorithm: Algorithm,
+    condition7: bool,
+    residual: f64,
+    solves: usize,
+}
+
+/// Decomposes the kernel `g` (eq. 6) in the precision `p.solve` names, with sizes
+/// [`check_depth`] accepted, into the layers `[F_l, phi^1, F_{l+1}]` of [`split_layers`]
+/// placed by `(conv, stride, pad)`.
+pub(crate) fn solve_split<T: Scalar>(
+    g: &Kernel<T>,
     path: &LayerPath,
     p: &DepthParams,
+    geometry: (bool, usize, usize),
     rng: &mut Rng,
-) -> Result<Decomposition, MorphError> {
-    decompose_sized(g, p.c_l, p.k1, p.k2, p.algorithm, &p.solve, rng)
-        .map_err(|e| solve_error(path, e))
+) -> Result<(Vec<Layer<T>>, Solved), MorphError> {
+    match p.solve.precision {
+        Precision::F64 => solve_split_in::<T, f64>(g, path, p, geometry, rng),
+        Precision::F32 => solve_split_in::<T, f32>(g, path, p, geometry, rng),
+    }
+}
+
+/// [`solve_split`] in `F`.
+fn solve_split_in<T: Scalar, F: Scalar>(
+    g: &Kernel<T>,
+    path: &LayerPath,
+    p: &DepthParams,
+    (conv, stride, pad): (bool, usize, usize),
+    rng: &mut Rng,
+) -> Result<(Vec<Layer<T>>, Solved), MorphError> {
+    let g = cast_kernel::<T, F>(g)?;
+    let d = decompose_sized(&g, p.c_l, p.k1, p.k2, p.algorithm, &p.solve, rng)
+        .map_err(|e| solve_error(path, e))?;
+    let new = split_layers(&d, &g, conv, (stride, pad), p.activation)?;
+    let solved = Solved {
+        algorithm: d.algorithm,
+        condition7: d.condition7,
+        residual: d.residual,
+        solves: d.solves,
+    };
+    Ok((new, solved))
 }
 
 /// `[F_l, phi^1, F_{l+1}]` in `T` from the decomposition `d` of `g`: `F_l` with zero bias,
 /// stride and padding `(stride, pad)`; `F_{l+1}` with `G`'s bias, stride 1 and no padding.
-pub(crate) fn split_layers<T: Scalar>(
-    d: &Decomposition,
-    g: &Kernel<f64>,
+fn split_layers<T: Scalar, F: Scalar>(
+    d: &Decomposition<F>,
+    g: &Kernel<F>,
     conv: bool,
     (stride, pad): (usize, usize),
     act: ActKind,
 ) -> Result<Vec<Layer<T>>, MorphError> {
-    let cast = |v: &[f64]| alloc_try::collected(v.len(), v.iter().map(|x| T::of_f64(*x)));
-    let kernel = |f: &Kernel<f64>, bias: &[f64]| -> Result<Kernel<T>, MorphError> {
+    let cast = |v: &[F]| alloc_try::collected(v.len(), v.iter().map(|x| T::of_f64(x.as_f64())));
+    let kernel = |f: &Kernel<F>, bias: &[F]| -> Result<Kernel<T>, MorphError> {
         Ok(Kernel {
             out: f.out,
             inp: f.inp,
@@ -245,7 +272,7 @@ pub(crate) fn split_layers<T: Scalar>(
         })
     };
     let c_l = d.f1.out;
-    let f1 = kernel(&d.f1, &alloc_try::filled(c_l, 0.0)?)?;
+    let f1 = kernel(&d.f1, &alloc_try::filled(c_l, F::zero())?)?;
     let f2 = kernel(&d.f2, &g.bias)?;
     let wrap = |kernel: Kernel<T>, stride: usize, pad: usize| {
         if conv {
@@ -273,7 +300,7 @@ fn report_depth<T: Scalar>(
     op: &'static str,
     path: &LayerPath,
     new: &[Layer<T>],
-    d: &Decomposition,
+    d: &Solved,
 ) -> MorphReport {
     let weights: Vec<&[T]> = new
         .iter()
@@ -309,5 +336,96 @@ fn report_depth<T: Scalar>(
         residual: d.residual,
         solves: d.solves,
         channels: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Shape, Tensor};
+
+    fn net<T: Scalar>(conv: bool, seed: u64) -> Network<T> {
+        let mut rng = Rng::seed(seed);
+        let (out, inp, k) = if conv { (6, 4, 3) } else { (10, 24, 1) };
+        let mut g = Kernel::<T>::zeros(out, inp, k);
+        rng.fill_normals(&mut g.weight, 1.0 / libm::sqrt((inp * k * k) as f64));
+        rng.fill_normals(&mut g.bias, 0.3);
+        let (input, layer) = if conv {
+            let c = Conv2d {
+                kernel: g,
+                stride: 1,
+                pad: 1,
+            };
+            (Shape::image(inp, 7, 7), Layer::Conv2d(c))
+        } else {
+            (Shape::flat(inp), Layer::Dense(g))
+        };
+        Network::new(input, vec![layer]).unwrap()
+    }
+
+    /// `max |child - parent| / max |parent|` on random probes.
+    fn deviation<T: Scalar>(parent: &Network<T>, child: &Network<T>) -> f64 {
+        let x = Tensor::random(8, parent.input_shape(), &mut Rng::seed(99));
+        let (d, scale) = child
+            .forward(&x)
+            .unwrap()
+            .max_abs_diff(&parent.forward(&x).unwrap());
+        d / scale
+    }
+
+    #[test]
+    fn f32_solves_preserve_f32_networks() {
+        for conv in [false, true] {
+            let parent = net::<f32>(conv, 1);
+            let (k1, k2, c_l) = if conv { (3, 3, 24) } else { (1, 1, 32) };
+            for algorithm in [Algorithm::General, Algorithm::Practical] {
+                let mut p = DepthParams::new(c_l, k1, k2);
+                p.algorithm = algorithm;
+                p.solve = SolveOptions::f32();
+                let (child, report) =
+                    deepen(&parent, &LayerPath::top(0), &p, &mut Rng::seed(2)).unwrap();
+                assert!(
+                    report.residual <= 1e-5,
+                    "{conv} {algorithm:?}: {}",
+                    report.residual
+                );
+                let dev = deviation(&parent, &child);
+                assert!(dev <= 2e-5, "{conv} {algorithm:?}: {dev}");
+                assert!(report.nonzero_fraction > 0.9);
+            }
+            let insert = InsertParams {
+                depth: DepthParams {
+                    solve: SolveOptions::f32(),
+                    ..DepthParams::new(c_l, k1, k2)
+                },
+                trailing_activation: false,
+            };
+            let (child, report) =
+                insert_identity(&parent, &LayerPath::top(1), &insert, &mut Rng::seed(3)).unwrap();
+            assert!(report.residual <= 1e-5);
+            assert!(deviation(&parent, &child) <= 2e-5);
+        }
+    }
+
+    #[test]
+    fn f32_solves_cost_less_and_default_tolerance_rejects_them() {
+        let parent = net::<f32>(false, 4);
+        let layer = LayerPath::top(0);
+        let mut p = DepthParams::new(32, 1, 1);
+        let f64_cost = cost::depth(&parent, &layer, &p).unwrap().workspace_bytes;
+        p.solve = SolveOptions::f32();
+        let f32_cost = cost::depth(&parent, &layer, &p).unwrap().workspace_bytes;
+        assert!(f32_cost < f64_cost, "{f32_cost} >= {f64_cost}");
+        // f64's tolerance asked of an f32 solve: the solve cannot meet it and says so.
+        p.solve.tol = 1e-11;
+        p.algorithm = Algorithm::Practical;
+        let err = deepen(&parent, &layer, &p, &mut Rng::seed(5)).unwrap_err();
+        assert!(matches!(
+            err,
+            MorphError::Solve {
+                source: SolveError::NotConverged { .. },
+                ..
+            }
+        ));
     }
 }

@@ -103,6 +103,15 @@ pub enum MorphError {
         /// Bytes requested.
         bytes: usize,
     },
+    /// The morph would need more heap than the budget it was given
+    /// ([`MorphOp::apply_within`](crate::morph::plan::MorphOp::apply_within)); nothing was
+    /// allocated.
+    OverBudget {
+        /// Bytes the morph may hold at once ([`MorphCost::workspace_bytes`](crate::morph::MorphCost)).
+        needs: usize,
+        /// Bytes it was allowed.
+        budget: usize,
+    },
     /// A grown kernel so large that its outermost taps can only ever read zero padding (see
     /// [`crate::morph::kernel`]).
     KernelBeyondInput {
@@ -169,6 +178,11 @@ impl fmt::Display for MorphError {
                 f,
                 "the morph needs up to {bytes} bytes of memory, which cannot be allocated; ask for \
                  smaller sizes (MorphOp::cost gives the bound before a morph runs)"
+            ),
+            Self::OverBudget { needs, budget } => write!(
+                f,
+                "the morph needs up to {needs} bytes of heap, more than its budget of {budget} \
+                 bytes; free memory and raise the budget, or ask for smaller sizes"
             ),
             Self::KernelBeyondInput { layer, requested, max } => write!(
                 f,

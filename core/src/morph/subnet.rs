@@ -10,7 +10,7 @@
 use alloc::vec::Vec;
 
 use super::cost::{self, reserve};
-use super::depth::{deepen, f64_kernel, DepthParams};
+use super::depth::{cast_kernel, deepen, DepthParams};
 use super::{finish, linear_kernel, locate, nonzero_fraction, MorphError, MorphReport, NewLayer};
 use crate::alloc_try;
 use crate::solve::algorithm::{std_dev, Algorithm, SolveOptions};
@@ -242,7 +242,7 @@ fn stack<T: Scalar>(
 ) -> Result<(Network<T>, MorphReport), MorphError> {
     let mut layers = net.layers().to_vec();
     let (seq, i) = locate(&mut layers, path, false)?;
-    let g = f64_kernel(linear_kernel(&seq[i], path, "subnet")?)?;
+    let g = cast_kernel::<T, f64>(linear_kernel(&seq[i], path, "subnet")?)?;
     let n = params.n;
     // Random split: zero-mean Gaussian noise per branch, `sum_b N_b = 0`.
     let mut noise = alloc_try::with_capacity(if params.split == Split::Random { n } else { 0 })?;

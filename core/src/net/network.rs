@@ -332,6 +332,28 @@ impl<T: Scalar> Network<T> {
         &mut self.layers
     }
 
+    /// Takes the layers out, leaving none: the network is invalid until
+    /// [`Network::put_layers`] gives it layers with the same input and output shapes.
+    pub(crate) fn take_layers(&mut self) -> Vec<Layer<T>> {
+        core::mem::take(&mut self.layers)
+    }
+
+    /// Puts back layers from the same input shape to the same output shape (see
+    /// [`Network::take_layers`]).
+    pub(crate) fn put_layers(&mut self, layers: Vec<Layer<T>>) {
+        self.layers = layers;
+    }
+
+    /// A network from layers already validated from `input` to `output` (a tail of a valid
+    /// network, with the shape before it as `input`).
+    pub(crate) fn from_validated(input: Shape, output: Shape, layers: Vec<Layer<T>>) -> Self {
+        Self {
+            input,
+            output,
+            layers,
+        }
+    }
+
     /// Gives the layers back.
     pub fn into_layers(self) -> Vec<Layer<T>> {
         self.layers

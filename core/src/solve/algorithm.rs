@@ -9,6 +9,7 @@ use super::deconv::{
     compose_workspace, max_abs, pad_centered, relative_residual, solve_f1, solve_f1_workspace,
     solve_f2, solve_f2_workspace, Sizes,
 };
+use super::factor::orthonormal_columns;
 use super::lstsq::SolveMethod;
 use super::{kernel_values, mat_values};
 use crate::alloc_try::{self, Count};
@@ -46,22 +47,75 @@ impl Algorithm {
     }
 }
 
+/// The scalar a morph's solves run in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Precision {
+    /// `f64`, whatever the network's scalar (the default): an f32 child is then exact to f32
+    /// rounding.
+    #[default]
+    F64,
+    /// `f32`, for devices without fast `f64` (most microcontrollers emulate it in software,
+    /// tens of times slower): half the workspace, a residual of about `1e-6`, and an f32
+    /// child a few ulps further from its parent than with `F64`.
+    F32,
+}
+
+impl Precision {
+    /// Lower-case name (`"f64"`, `"f32"`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::F64 => "f64",
+            Self::F32 => "f32",
+        }
+    }
+}
+
 /// Tuning of the decomposition.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SolveOptions {
-    /// Largest accepted residual `max |F_{l+1} (*) F_l - G~| / max |G~|` (solved in f64).
+    /// Largest accepted residual `max |F_{l+1} (*) F_l - G~| / max |G~|`, measured in the
+    /// solve's precision: keep it above that precision's rounding ([`SolveOptions::f32`]).
     pub tol: f64,
     /// Alternations of Algorithm 1 when condition (7) fails.
     pub max_iter: usize,
+    /// The scalar the solves run in.
+    pub precision: Precision,
 }
 
 /// `tol`: a few hundred f64 ulps of slack over the solver's rounding, well under what any
-/// network scalar can represent; `max_iter`: alternations rarely help after a few dozen.
+/// network scalar can represent; `max_iter`: alternations rarely help after a few dozen;
+/// solves in `f64`.
 impl Default for SolveOptions {
     fn default() -> Self {
         Self {
             tol: 1e-11,
             max_iter: 50,
+            precision: Precision::F64,
+        }
+    }
+}
+
+impl SolveOptions {
+    /// Solves in `f32` with `tol = 1e-5`: about a hundred f32 ulps, the slack a
+    /// decomposition summed over a few hundred products needs.
+    ///
+    /// # Examples
+    /// ```
+    /// use netmorph_core::solve::algorithm::{decompose, Algorithm, Precision, SolveOptions};
+    /// use netmorph_core::{Kernel, Rng};
+    /// let mut rng = Rng::seed(1);
+    /// let mut g = Kernel::<f32>::zeros(10, 32, 1);
+    /// g.weight = rng.normals(320, 0.2).iter().map(|v| *v as f32).collect();
+    /// let opts = SolveOptions::f32();
+    /// assert_eq!(opts.precision, Precision::F32);
+    /// let d = decompose(&g, 16, 1, 1, Algorithm::Practical, &opts, &mut rng).unwrap();
+    /// assert!(d.residual < 1e-5);
+    /// ```
+    pub fn f32() -> Self {
+        Self {
+            tol: 1e-5,
+            precision: Precision::F32,
+            ..Self::default()
         }
     }
 }
@@ -75,18 +129,18 @@ pub enum Expands {
     Second,
 }
 
-/// A solved decomposition `G~ = F_{l+1} (*) F_l`.
+/// A solved decomposition `G~ = F_{l+1} (*) F_l`, in the solve's scalar `F`.
 #[derive(Clone, Debug)]
-pub struct Decomposition {
+pub struct Decomposition<F: Scalar> {
     /// `F_l`, `(C_l, C_{l-1}, K_1, K_1)`.
-    pub f1: Kernel<f64>,
+    pub f1: Kernel<F>,
     /// `F_{l+1}`, `(C_{l+1}, C_l, K_2, K_2)`.
-    pub f2: Kernel<f64>,
+    pub f2: Kernel<F>,
     /// The algorithm that ran (never [`Algorithm::Auto`]).
     pub algorithm: Algorithm,
     /// Whether condition (7) holds for these sizes.
     pub condition7: bool,
-    /// Final relative residual.
+    /// Final relative residual, computed in `F`.
     pub residual: f64,
     /// Deconvolution solves performed.
     pub solves: usize,
@@ -200,7 +254,8 @@ pub fn condition7(c_in: usize, c_l: usize, c_out: usize, k1: usize, k2: usize) -
     }
 }
 
-/// Decomposes `g` into `F_l (C_l, K_1)` and `F_{l+1} (K_2)` with `algorithm`.
+/// Decomposes `g` into `F_l (C_l, K_1)` and `F_{l+1} (K_2)` with `algorithm`, in `g`'s
+/// scalar `F`, which `opts.precision` must name.
 ///
 /// Before it starts, the allocator is asked once for [`workspace_bytes`], an upper bound of
 /// everything the solve holds at once (faer's factorisations allocate internally and cannot
@@ -209,7 +264,8 @@ pub fn condition7(c_in: usize, c_l: usize, c_out: usize, k1: usize, k2: usize) -
 /// # Errors
 /// [`SolveError`] when the sizes admit no exact decomposition by that algorithm;
 /// [`SolveError::InvalidInput`] for a malformed or non-finite `g` or `c_l = 0`;
-/// [`SolveError::TooLarge`] or [`SolveError::Alloc`] when the workspace does not fit.
+/// [`SolveError::TooLarge`] or [`SolveError::Alloc`] when the workspace does not fit;
+/// [`SolveError::InvalidInput`] when `opts.precision` is not `F`.
 ///
 /// # Examples
 /// ```
@@ -225,16 +281,19 @@ pub fn condition7(c_in: usize, c_l: usize, c_out: usize, k1: usize, k2: usize) -
 ///     .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
 /// assert!(err < 1e-10);
 /// ```
-pub fn decompose(
-    g: &Kernel<f64>,
+pub fn decompose<F: Scalar>(
+    g: &Kernel<F>,
     c_l: usize,
     k1: usize,
     k2: usize,
     algorithm: Algorithm,
     opts: &SolveOptions,
     rng: &mut Rng,
-) -> Result<Decomposition, SolveError> {
+) -> Result<Decomposition<F>, SolveError> {
     let invalid = |what| Err(SolveError::InvalidInput { what });
+    if opts.precision.name() != F::NAME {
+        return invalid("the kernel's scalar differs from the options' precision");
+    }
     if g.out == 0 || g.inp == 0 || g.k == 0 || c_l == 0 {
         return invalid("every channel count and kernel size must be at least 1");
     }
@@ -247,8 +306,8 @@ pub fn decompose(
         return invalid("G holds NaN or infinite values");
     }
     receptive(g.k, k1, k2)?;
-    let bytes =
-        workspace_bytes(g.inp, c_l, g.out, k1, k2).ok_or(SolveError::TooLarge { c_l, k1, k2 })?;
+    let bytes = workspace_bytes(g.inp, c_l, g.out, k1, k2, opts.precision)
+        .ok_or(SolveError::TooLarge { c_l, k1, k2 })?;
     alloc_try::probe(bytes).map_err(|e| SolveError::Alloc { bytes: e.bytes })?;
     decompose_sized(g, c_l, k1, k2, algorithm, opts, rng)
 }
@@ -271,7 +330,7 @@ pub(crate) fn receptive(k: usize, k1: usize, k2: usize) -> Result<(), SolveError
 /// overflows `usize`. It allocates nothing, so a caller can weigh a decomposition before
 /// paying for it (faer's `*_scratch` functions do the same for its factorisations).
 ///
-/// The bound adds, in `f64` values: `G~`, `F_l` and `F_{l+1}`; then the larger of their random
+/// The bound adds, in values of the solve's `precision`: `G~`, `F_l` and `F_{l+1}`; then the larger of their random
 /// initialisation (a copy of the larger factor and, for `1 x 1` factors, faer's QR: the
 /// matrix, its factors and the thin `Q`, five times the matrix) and one alternation (the
 /// larger of the two factor solves, [`solve_f1`] and [`solve_f2`], each with its result, the
@@ -279,17 +338,20 @@ pub(crate) fn receptive(k: usize, k1: usize, k2: usize) -> Result<(), SolveError
 /// final re-padding, plus the composition that measures the residual). Algorithm 2 shrinks
 /// one kernel: every size grows with the kernels except where a factor becomes `1 x 1` and
 /// the Kronecker path runs, so the bound is the maximum of this sum at `(K_1, K_2)`,
-/// `(K_1, 1)` and `(1, K_2)`. Every faer matrix is counted with its columns padded to 8
-/// values. The per-thread packing buffers of faer's matrix products (sized by the CPU's
-/// caches, allocated once per thread) are not included.
+/// `(K_1, 1)` and `(1, K_2)`. Every faer matrix is counted with its columns padded to 64
+/// bytes. The packing buffers of faer's matrix products (sized by the CPU's caches,
+/// allocated once per thread) are not included; with the `small-heap` feature there are
+/// none, and the factorisations are the crate's own loops (see `solve/factor.rs`), which
+/// need only their matrices.
 ///
 /// # Examples
 /// ```
-/// use netmorph_core::solve::algorithm::workspace_bytes;
+/// use netmorph_core::solve::algorithm::{workspace_bytes, Precision};
 /// // A 3x3 convolution 64 -> 64 through 128 channels: tens of megabytes at most.
-/// let bytes = workspace_bytes(64, 128, 64, 3, 3).unwrap();
+/// let bytes = workspace_bytes(64, 128, 64, 3, 3, Precision::F64).unwrap();
 /// assert!(bytes > 1 << 20 && bytes < 1 << 30);
-/// assert_eq!(workspace_bytes(64, usize::MAX / 2, 64, 3, 3), None);
+/// assert!(workspace_bytes(64, 128, 64, 3, 3, Precision::F32).unwrap() < bytes);
+/// assert_eq!(workspace_bytes(64, usize::MAX / 2, 64, 3, 3, Precision::F64), None);
 /// ```
 ///
 /// [`closest`]: super::lstsq::closest
@@ -299,7 +361,24 @@ pub fn workspace_bytes(
     c_out: usize,
     k1: usize,
     k2: usize,
+    precision: Precision,
 ) -> Option<usize> {
+    match precision {
+        Precision::F64 => workspace_values::<f64>(c_in, c_l, c_out, k1, k2) * 8,
+        Precision::F32 => workspace_values::<f32>(c_in, c_l, c_out, k1, k2) * 4,
+    }
+    .get()
+}
+
+/// [`workspace_bytes`] in values of `F`.
+fn workspace_values<F: Scalar>(
+    c_in: usize,
+    c_l: usize,
+    c_out: usize,
+    k1: usize,
+    k2: usize,
+) -> Count {
+    let mat_values = mat_values::<F>;
     let run = |k1: usize, k2: usize| {
         let s = Sizes::new(c_out, c_in, c_l, k1, k2);
         let (gt, f1, f2) = (
@@ -307,26 +386,34 @@ pub fn workspace_bytes(
             kernel_values(s.cm, s.ci, s.k1),
             kernel_values(s.co, s.cm, s.k2),
         );
-        let qr = |a: Count, b: Count| mat_values(a.max(b), a.min(b)) * 5 + 4096;
+        // faer's QR holds the matrix, its factors and the thin `Q`; the small-heap
+        // Gram-Schmidt works on one copy.
+        let qr = |a: Count, b: Count| {
+            if cfg!(feature = "small-heap") {
+                mat_values(a.max(b), a.min(b))
+            } else {
+                mat_values(a.max(b), a.min(b)) * 5 + 4096
+            }
+        };
         let init = f1.max(f2) * 2 + qr(s.cm, s.ci) + qr(s.co, s.cm);
-        let solve = solve_f1_workspace(&s)
-            .max(solve_f2_workspace(&s))
+        let solve = solve_f1_workspace::<F>(&s)
+            .max(solve_f2_workspace::<F>(&s))
             .max(gt + f1.max(f2));
-        gt + f1 + f2 + init.max(solve + compose_workspace(&s))
+        gt + f1 + f2 + init.max(solve + compose_workspace::<F>(&s))
     };
-    (run(k1, k2).max(run(k1, 1)).max(run(1, k2)) * 8).get()
+    run(k1, k2).max(run(k1, 1)).max(run(1, k2))
 }
 
 /// [`decompose`] after its checks.
-pub(crate) fn decompose_sized(
-    g: &Kernel<f64>,
+pub(crate) fn decompose_sized<F: Scalar>(
+    g: &Kernel<F>,
     c_l: usize,
     k1: usize,
     k2: usize,
     algorithm: Algorithm,
     opts: &SolveOptions,
     rng: &mut Rng,
-) -> Result<Decomposition, SolveError> {
+) -> Result<Decomposition<F>, SolveError> {
     let cond = condition7(g.inp, c_l, g.out, k1, k2);
     match algorithm {
         Algorithm::General => general(g, c_l, k1, k2, cond, opts, rng),
@@ -341,9 +428,15 @@ pub(crate) fn decompose_sized(
 /// Standard deviation of the random initial factors: chosen so that a product of two such
 /// factors summed over `C_l` middle channels has about `G`'s RMS, keeping solved parameters
 /// at the parent's scale.
-fn init_std(g: &Kernel<f64>, c_l: usize, overlap: usize) -> f64 {
+fn init_std<F: Scalar>(g: &Kernel<F>, c_l: usize, overlap: usize) -> f64 {
     let n = g.weight.len().max(1) as f64;
-    let rms = libm::sqrt(g.weight.iter().map(|v| v * v).sum::<f64>() / n);
+    let rms = libm::sqrt(
+        g.weight
+            .iter()
+            .map(|v| v.as_f64() * v.as_f64())
+            .sum::<f64>()
+            / n,
+    );
     let rms = if rms > 0.0 {
         rms
     } else {
@@ -359,9 +452,18 @@ fn init_std(g: &Kernel<f64>, c_l: usize, overlap: usize) -> f64 {
 /// Gaussian matrix that is square or nearly so has condition number of order its size, and the
 /// solved factor would grow by that much and lose digits when rounded to f32. Orthonormal
 /// rows or columns keep the solved factor at `G`'s scale. Only near-square factors need it.
-fn random_kernel(out: usize, inp: usize, k: usize, std: f64, rng: &mut Rng) -> Kernel<f64> {
+fn random_kernel<F: Scalar>(
+    out: usize,
+    inp: usize,
+    k: usize,
+    std: f64,
+    rng: &mut Rng,
+) -> Kernel<F> {
     let mut f = Kernel::zeros(out, inp, k);
-    f.weight = rng.uniforms(f.weight.len(), std);
+    let half = std * libm::sqrt(3.0);
+    f.weight
+        .iter_mut()
+        .for_each(|v| *v = F::of_f64(half * (2.0 * rng.uniform() - 1.0)));
     let (tall, short) = (out.max(inp), out.min(inp));
     // A random matrix at least twice as long as wide is already well conditioned
     // (`cond ~ (1 + sqrt(r)) / (1 - sqrt(r)) <= 6` for aspect `r <= 1/2`): skip the QR.
@@ -374,8 +476,8 @@ fn random_kernel(out: usize, inp: usize, k: usize, std: f64, rng: &mut Rng) -> K
                 f.weight[c * inp + r]
             }
         });
-        let q = m.qr().compute_thin_Q();
-        let scale = std * libm::sqrt(tall as f64);
+        let q = orthonormal_columns(m);
+        let scale = F::of_f64(std * libm::sqrt(tall as f64));
         for r in 0..tall {
             for c in 0..short {
                 let at = if out >= inp { r * inp + c } else { c * inp + r };
@@ -387,15 +489,15 @@ fn random_kernel(out: usize, inp: usize, k: usize, std: f64, rng: &mut Rng) -> K
 }
 
 /// Algorithm 1. Under condition (7) one solve of the factor with enough unknowns is exact.
-fn general(
-    g: &Kernel<f64>,
+fn general<F: Scalar>(
+    g: &Kernel<F>,
     c_l: usize,
     k1: usize,
     k2: usize,
     cond: bool,
     opts: &SolveOptions,
     rng: &mut Rng,
-) -> Result<Decomposition, SolveError> {
+) -> Result<Decomposition<F>, SolveError> {
     let kt = k1 + k2 - 1;
     let gt = pad_centered(g, kt);
     let std = init_std(g, c_l, k1.min(k2));
@@ -432,15 +534,15 @@ fn general(
 }
 
 /// Algorithm 2, for both the "F_l expands G" and the "F_{l+1} expands G" cases.
-fn practical(
-    g: &Kernel<f64>,
+fn practical<F: Scalar>(
+    g: &Kernel<F>,
     c_l: usize,
     k1: usize,
     k2: usize,
     cond: bool,
     opts: &SolveOptions,
     rng: &mut Rng,
-) -> Result<Decomposition, SolveError> {
+) -> Result<Decomposition<F>, SolveError> {
     let k = g.k;
     let case = if c_l >= g.out && k1 >= k {
         Expands::First
@@ -512,10 +614,10 @@ fn practical(
 
 /// Scales `F_l` by `s` and `F_{l+1}` by `1 / s` so both have the same standard deviation;
 /// their product (6) is unchanged (Algorithm 2's last step).
-fn equalize_std(f1: &mut Kernel<f64>, f2: &mut Kernel<f64>) {
-    let (s1, s2) = (std_dev(&f1.weight), std_dev(&f2.weight));
+fn equalize_std<F: Scalar>(f1: &mut Kernel<F>, f2: &mut Kernel<F>) {
+    let (s1, s2) = (std_dev_of(&f1.weight), std_dev_of(&f2.weight));
     if s1 > 0.0 && s2 > 0.0 && max_abs(&f1.weight) > 0.0 {
-        let s = libm::sqrt(s2 / s1);
+        let s = F::of_f64(libm::sqrt(s2 / s1));
         f1.weight.iter_mut().for_each(|v| *v *= s);
         f1.bias.iter_mut().for_each(|v| *v *= s);
         f2.weight.iter_mut().for_each(|v| *v /= s);
@@ -580,8 +682,8 @@ mod tests {
             1,
             Algorithm::General,
             &SolveOptions {
-                tol: 1e-11,
                 max_iter: 3,
+                ..SolveOptions::default()
             },
             &mut Rng::seed(1),
         );
@@ -596,8 +698,8 @@ mod tests {
         g.weight[0] = 1.0;
         assert!(condition7(1, 3, 1, 3, 3));
         let opts = SolveOptions {
-            tol: 1e-11,
             max_iter: 5,
+            ..SolveOptions::default()
         };
         let general = decompose(&g, 3, 3, 3, Algorithm::General, &opts, &mut Rng::seed(1));
         assert!(matches!(general, Err(SolveError::NotConverged { .. })));

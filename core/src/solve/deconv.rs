@@ -36,24 +36,31 @@ use crate::{Kernel, Scalar};
 /// If `f2.inp != f1.out`, a kernel's weight length disagrees with its sizes, or the result
 /// cannot be allocated (checked sizes: [`decompose`](super::algorithm::decompose)).
 #[track_caller]
-pub fn compose(f2: &Kernel<f64>, f1: &Kernel<f64>) -> Kernel<f64> {
+pub fn compose<F: Scalar>(f2: &Kernel<F>, f1: &Kernel<F>) -> Kernel<F> {
     assert_eq!(f2.inp, f1.out, "compose: middle channels differ");
     let (co, cm, ci) = (f2.out, f2.inp, f1.inp);
     let (k1, k2) = (f1.k, f2.k);
     let (kt, k1s, k2s) = (k1 + k2 - 1, k1 * k1, k2 * k2);
     let f1m = MatRef::from_row_major_slice(&f1.weight, cm, ci * k1s);
     let mut g = Kernel::zeros(co, ci, kt);
-    let mut r = Mat::<f64>::zeros(co, ci * k1s);
+    let mut r = Mat::<F>::zeros(co, ci * k1s);
     for p in 0..k2s {
         let tap = Mat::from_fn(co, cm, |o, m| f2.weight[(o * cm + m) * k2s + p]);
-        matmul(r.as_mut(), Accum::Replace, tap.as_ref(), f1m, 1.0, par());
+        matmul(
+            r.as_mut(),
+            Accum::Replace,
+            tap.as_ref(),
+            f1m,
+            F::one(),
+            par(),
+        );
         let (py, px) = (p / k2, p % k2);
         for j in 0..ci * k1s {
             let (i, q) = (j / k1s, j % k1s);
             let col = r.col_as_slice(j);
             for (o, v) in col.iter().enumerate() {
                 let at = g.at(o, i, py + q / k1, px + q % k1);
-                g.weight[at] += v;
+                g.weight[at] += *v;
             }
         }
     }
@@ -66,7 +73,7 @@ pub fn compose(f2: &Kernel<f64>, f1: &Kernel<f64>) -> Kernel<f64> {
 /// If `k < g.k` or `k - g.k` is odd, if `g`'s weight length disagrees with its sizes, or if
 /// the padded kernel cannot be allocated.
 #[track_caller]
-pub fn pad_centered(g: &Kernel<f64>, k: usize) -> Kernel<f64> {
+pub fn pad_centered<F: Scalar>(g: &Kernel<F>, k: usize) -> Kernel<F> {
     match try_pad_centered(g, k) {
         Ok(out) => out,
         Err(e) => panic!("pad_centered: {} bytes cannot be allocated", e.bytes),
@@ -107,7 +114,7 @@ pub(crate) fn try_pad_centered<T: Scalar>(
 /// # Panics
 /// If `f`'s weight length disagrees with its sizes, or the copy cannot be allocated.
 #[track_caller]
-pub fn transpose_channels(f: &Kernel<f64>) -> Kernel<f64> {
+pub fn transpose_channels<F: Scalar>(f: &Kernel<F>) -> Kernel<F> {
     let mut t = Kernel::zeros(f.inp, f.out, f.k);
     let kk = f.k * f.k;
     for o in 0..f.out {
@@ -124,14 +131,14 @@ pub fn transpose_channels(f: &Kernel<f64>) -> Kernel<f64> {
 /// # Panics
 /// As [`compose`].
 #[track_caller]
-pub fn relative_residual(g_tilde: &Kernel<f64>, f2: &Kernel<f64>, f1: &Kernel<f64>) -> f64 {
+pub fn relative_residual<F: Scalar>(g_tilde: &Kernel<F>, f2: &Kernel<F>, f1: &Kernel<F>) -> f64 {
     let c = compose(f2, f1);
     let scale = max_abs(&g_tilde.weight);
     let err = c
         .weight
         .iter()
         .zip(&g_tilde.weight)
-        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+        .fold(0.0f64, |m, (a, b)| m.max((*a - *b).as_f64().abs()));
     if scale > 0.0 {
         err / scale
     } else {
@@ -140,8 +147,8 @@ pub fn relative_residual(g_tilde: &Kernel<f64>, f2: &Kernel<f64>, f1: &Kernel<f6
 }
 
 /// Largest absolute value (0 for an empty slice).
-pub fn max_abs(v: &[f64]) -> f64 {
-    v.iter().fold(0.0f64, |m, x| m.max(x.abs()))
+pub fn max_abs<F: Scalar>(v: &[F]) -> f64 {
+    v.iter().fold(0.0f64, |m, x| m.max(x.as_f64().abs()))
 }
 
 /// Fixes `F_{l+1}` and returns the `F_l` closest to `f1_init` that satisfies (6) for `g_tilde`
@@ -152,11 +159,11 @@ pub fn max_abs(v: &[f64]) -> f64 {
 /// `(C_{l+1}, C_l, K_2)`, `F_l` `(C_l, C_{l-1}, K_1)`) or disagree with their weight lengths;
 /// [`decompose`](super::algorithm::decompose) checks its inputs and its workspace first.
 #[track_caller]
-pub fn solve_f1(
-    g_tilde: &Kernel<f64>,
-    f2: &Kernel<f64>,
-    f1_init: &Kernel<f64>,
-) -> (Kernel<f64>, SolveMethod) {
+pub fn solve_f1<F: Scalar>(
+    g_tilde: &Kernel<F>,
+    f2: &Kernel<F>,
+    f1_init: &Kernel<F>,
+) -> (Kernel<F>, SolveMethod) {
     if f2.k == 1 {
         // A = F_{l+1} (x) I: `F_{l+1} X = G~` with X's columns the (input channel, tap)
         // pairs, which is exactly the row-major layout of `F_l` and `G~`: no copies.
@@ -181,11 +188,11 @@ pub fn solve_f1(
 /// # Panics
 /// As [`solve_f1`].
 #[track_caller]
-pub fn solve_f2(
-    g_tilde: &Kernel<f64>,
-    f1: &Kernel<f64>,
-    f2_init: &Kernel<f64>,
-) -> (Kernel<f64>, SolveMethod) {
+pub fn solve_f2<F: Scalar>(
+    g_tilde: &Kernel<F>,
+    f1: &Kernel<F>,
+    f2_init: &Kernel<F>,
+) -> (Kernel<F>, SolveMethod) {
     solve_factor(&transpose_channels(f1), g_tilde, f2_init)
 }
 
@@ -222,38 +229,41 @@ impl Sizes {
     }
 }
 
-/// An upper bound of the `f64` values [`compose`] holds at once: the composed kernel, one
+/// An upper bound of the values (of `F`) [`compose`] holds at once: the composed kernel, one
 /// tap's product and the tap.
-pub(crate) fn compose_workspace(s: &Sizes) -> Count {
-    kernel_values(s.co, s.ci, s.kt) + mat_values(s.co, s.ci * s.k1 * s.k1) + mat_values(s.co, s.cm)
+pub(crate) fn compose_workspace<F>(s: &Sizes) -> Count {
+    kernel_values(s.co, s.ci, s.kt)
+        + mat_values::<F>(s.co, s.ci * s.k1 * s.k1)
+        + mat_values::<F>(s.co, s.cm)
 }
 
-/// An upper bound of the `f64` values [`solve_f1`] holds at once, its result and
+/// An upper bound of the values (of `F`) [`solve_f1`] holds at once, its result and
 /// [`closest`]'s workspace included. With a `1 x 1` `F_{l+1}`: the copy of `F_l` and one
 /// `C_{l+1} x C_l` system with `C_{l-1} K~^2` right-hand sides; otherwise the transposed `G~`
 /// and `F_l`, the solution and its transpose, and [`solve_factor`]'s workspace.
-pub(crate) fn solve_f1_workspace(s: &Sizes) -> Count {
+pub(crate) fn solve_f1_workspace<F: Scalar>(s: &Sizes) -> Count {
     let f1 = kernel_values(s.cm, s.ci, s.k1);
     if s.k2 == Count::of(1) {
-        return f1 + closest_workspace(s.co, s.cm, s.ci * s.kt * s.kt);
+        return f1 + closest_workspace::<F>(s.co, s.cm, s.ci * s.kt * s.kt);
     }
     kernel_values(s.co, s.ci, s.kt)
         + f1 * 2
-        + solve_factor_workspace((s.co, s.cm, s.k2), s.ci, s.k1, s.kt)
+        + solve_factor_workspace::<F>((s.co, s.cm, s.k2), s.ci, s.k1, s.kt)
 }
 
-/// An upper bound of the `f64` values [`solve_f2`] holds at once: the transposed `F_l` and
+/// An upper bound of the values (of `F`) [`solve_f2`] holds at once: the transposed `F_l` and
 /// [`solve_factor`]'s workspace.
-pub(crate) fn solve_f2_workspace(s: &Sizes) -> Count {
-    kernel_values(s.cm, s.ci, s.k1) + solve_factor_workspace((s.ci, s.cm, s.k1), s.co, s.k2, s.kt)
+pub(crate) fn solve_f2_workspace<F: Scalar>(s: &Sizes) -> Count {
+    kernel_values(s.cm, s.ci, s.k1)
+        + solve_factor_workspace::<F>((s.ci, s.cm, s.k1), s.co, s.k2, s.kt)
 }
 
-/// An upper bound of the `f64` values [`solve_factor`] holds at once for `h` `(a, m, K_h)`,
+/// An upper bound of the values (of `F`) [`solve_factor`] holds at once for `h` `(a, m, K_h)`,
 /// `nc` right-hand-side channels, unknown kernel `ku` and `K~ = kt`: the solution; with a
 /// `1 x 1` `h` the two rearranged right-hand sides and one `a x m` system; otherwise the
 /// deconvolution matrix `A` (`a K~^2 x m K_u^2`), the structured Gram matrix's intermediates
 /// and the `A` system.
-fn solve_factor_workspace(
+fn solve_factor_workspace<F: Scalar>(
     (an, mn, kh): (Count, Count, Count),
     nc: Count,
     ku: Count,
@@ -263,27 +273,27 @@ fn solve_factor_workspace(
     if kh == Count::of(1) {
         let rhs = nc * kt * kt;
         return x
-            + mat_values(an, rhs)
-            + mat_values(mn, nc * ku * ku)
-            + closest_workspace(an, mn, rhs);
+            + mat_values::<F>(an, rhs)
+            + mat_values::<F>(mn, nc * ku * ku)
+            + closest_workspace::<F>(an, mn, rhs);
     }
     let (rows, cols) = (an * kt * kt, mn * ku * ku);
     let taps = kh * kh * an;
     // `structured_gram`'s tap products and their Gram matrix, its (tap, tap) pairs (two
     // `usize`, two values' worth each) and one column's sums.
-    let gram = mat_values(taps, mn) + mat_values(taps, taps) + ku * ku * 2 + an;
-    x + rows * cols + gram + closest_workspace(rows, cols, nc)
+    let gram = mat_values::<F>(taps, mn) + mat_values::<F>(taps, taps) + ku * ku * 2 + an;
+    x + rows * cols + gram + closest_workspace::<F>(rows, cols, nc)
 }
 
 /// Solves `sum_m sum_{p + q = t} H[a, m, p] X[c, m, q] = R[c, a, t]` for `X` (closest to
 /// `x0`), for every column channel `c` with one factorisation.
 ///
 /// `h`: `(a, m, K_h)`; `rhs`: `(c, a, K_u + K_h - 1)`; `x0`: `(c, m, K_u)`.
-fn solve_factor(
-    h: &Kernel<f64>,
-    rhs: &Kernel<f64>,
-    x0: &Kernel<f64>,
-) -> (Kernel<f64>, SolveMethod) {
+fn solve_factor<F: Scalar>(
+    h: &Kernel<F>,
+    rhs: &Kernel<F>,
+    x0: &Kernel<F>,
+) -> (Kernel<F>, SolveMethod) {
     let (an, mn, kh, ku, kt, nc) = (h.out, h.inp, h.k, x0.k, rhs.k, rhs.out);
     let (ku2, kt2) = (ku * ku, kt * kt);
     let mut x = Kernel::zeros(nc, mn, ku);
@@ -309,7 +319,7 @@ fn solve_factor(
     }
     let (rows, cols) = (an * kt2, mn * ku2);
     // A[(a, t), (m, q)] = H[a, m, t - q], filled row by row.
-    let mut a = alloc::vec![0.0; rows * cols];
+    let mut a = alloc::vec![F::zero(); rows * cols];
     for ai in 0..an {
         for ty in 0..kt {
             for tx in 0..kt {
@@ -341,7 +351,7 @@ fn solve_factor(
 /// `H`'s taps: `(A A^T)[(a,t),(a',t')] = sum_q P[(t-q, a), (t'-q, a')]` with
 /// `P[(p, a), (p', a')] = sum_m H[a, m, p] H[a', m, p']`. This replaces a
 /// `rows x rows x cols` product by a `(a K_h^2)^2 x m` one.
-fn structured_gram(h: &Kernel<f64>, ku: usize, kt: usize) -> Mat<f64> {
+fn structured_gram<F: Scalar>(h: &Kernel<F>, ku: usize, kt: usize) -> Mat<F> {
     let (an, mn, kh) = (h.out, h.inp, h.k);
     let kh2 = kh * kh;
     let kt2 = kt * kt;
@@ -349,23 +359,23 @@ fn structured_gram(h: &Kernel<f64>, ku: usize, kt: usize) -> Mat<f64> {
         let (p, a) = (r / an, r % an);
         h.weight[h.at(a, m, p / kh, p % kh)]
     });
-    let mut p = Mat::<f64>::zeros(kh2 * an, kh2 * an);
+    let mut p = Mat::<F>::zeros(kh2 * an, kh2 * an);
     matmul(
         p.as_mut(),
         Accum::Replace,
         m2.as_ref(),
         m2.transpose(),
-        1.0,
+        F::one(),
         par(),
     );
     let rows = an * kt2;
-    let mut g = Mat::<f64>::zeros(rows, rows);
+    let mut g = Mat::<F>::zeros(rows, rows);
     let tap = |t: usize, q: usize| -> Option<usize> {
         let (py, px) = ((t / kt).checked_sub(q / ku)?, (t % kt).checked_sub(q % ku)?);
         (py < kh && px < kh).then_some(py * kh + px)
     };
     let mut pairs: Vec<(usize, usize)> = Vec::new();
-    let mut acc = alloc::vec![0.0; an];
+    let mut acc = alloc::vec![F::zero(); an];
     for t in 0..kt2 {
         for t2 in 0..kt2 {
             pairs.clear();
@@ -376,10 +386,10 @@ fn structured_gram(h: &Kernel<f64>, ku: usize, kt: usize) -> Mat<f64> {
             // Column (a', t2) of the Gram matrix, rows (a, t): P is symmetric, so read
             // P[(p2, a'), (p1, a)] down a contiguous column.
             for a2 in 0..an {
-                acc.iter_mut().for_each(|v| *v = 0.0);
+                acc.iter_mut().for_each(|v| *v = F::zero());
                 for &(p1, p2) in &pairs {
                     let col = &p.col_as_slice(p2 * an + a2)[p1 * an..(p1 + 1) * an];
-                    acc.iter_mut().zip(col).for_each(|(s, v)| *s += v);
+                    acc.iter_mut().zip(col).for_each(|(s, v)| *s += *v);
                 }
                 let mut gcol = g.col_mut(a2 * kt2 + t2);
                 for (a, v) in acc.iter().enumerate() {

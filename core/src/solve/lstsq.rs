@@ -12,26 +12,34 @@
 //! rank deficiency (a plain QR least-squares solve does not).
 
 use crate::gemm::matmul;
-use faer::prelude::Solve;
 use faer::reborrow::{Reborrow, ReborrowMut};
-use faer::{Accum, Mat, MatMut, MatRef, Side};
+use faer::{Accum, Mat, MatMut, MatRef};
 
+use super::factor::{pinv_apply, Cholesky};
 use super::{mat_values, par};
 use crate::alloc_try::Count;
+use crate::Scalar;
 
-/// Largest accepted `(max diag L / min diag L)^2` of the Gram Cholesky factor, a cheap lower
-/// estimate of `cond(A)^2`. Past it, squaring the condition number would cost more than half
-/// of f64's digits, so the SVD path runs instead.
+/// Largest accepted `(max diag L / min diag L)^2` of the Gram Cholesky factor in `f64`, a
+/// cheap lower estimate of `cond(A)^2`. Past it, squaring the condition number would cost
+/// more than half of f64's digits, so the SVD path runs instead.
 pub const GRAM_COND_LIMIT: f64 = 1e10;
 
-/// Below this `(max diag L / min diag L)^2` the first Gram solve is already accurate to about
-/// `1e-16 * 1e4` relative and the refinement step (a third of the solve's cost) is skipped.
+/// Below this `(max diag L / min diag L)^2` the first `f64` Gram solve is already accurate to
+/// about `1e-16 * 1e4` relative and the refinement step (a third of the solve's cost) is
+/// skipped.
 pub const REFINE_LIMIT: f64 = 1e4;
 
-/// Singular values below `max(m, n) * eps * s_max` count as zero in the pseudo-inverse
-/// (the usual numerical-rank threshold, as in LAPACK's `gelsd` default).
-fn svd_tolerance(m: usize, n: usize, s_max: f64) -> f64 {
-    m.max(n) as f64 * f64::EPSILON * s_max
+/// [`GRAM_COND_LIMIT`] and [`REFINE_LIMIT`] for a solve in `F`. In `f32` (7 digits) the
+/// Gram path is taken up to `cond(A)^2 = 1e4` and always refined: one refinement step
+/// recovers the digits the squared condition number costs while `cond(A)^2 eps` stays well
+/// under 1.
+fn limits<F: Scalar>() -> (f64, f64) {
+    if F::epsilon().as_f64() > 1e-10 {
+        (1e4, 0.0)
+    } else {
+        (GRAM_COND_LIMIT, REFINE_LIMIT)
+    }
 }
 
 /// Which factorisation produced a solution.
@@ -44,7 +52,7 @@ pub enum SolveMethod {
 }
 
 /// `X = X0 + A^+ (B - A X0)`, in place: `x` holds `X0` on entry and `X` on return (any
-/// layout; the corrections are accumulated into it directly).
+/// layout; the corrections are accumulated into it directly). Runs in `F` (`f32` or `f64`).
 ///
 /// `gram`, when given, must be `A A^T` if `A` has no more rows than columns and `A^T A`
 /// otherwise (callers that know `A`'s structure compute it cheaply).
@@ -52,20 +60,20 @@ pub enum SolveMethod {
 /// # Panics
 /// If the shapes disagree (a bug in the caller).
 #[track_caller]
-pub fn closest(
-    a: MatRef<'_, f64>,
-    b: MatRef<'_, f64>,
-    mut x: MatMut<'_, f64>,
-    gram: Option<Mat<f64>>,
+pub fn closest<F: Scalar>(
+    a: MatRef<'_, F>,
+    b: MatRef<'_, F>,
+    mut x: MatMut<'_, F>,
+    gram: Option<Mat<F>>,
 ) -> SolveMethod {
     let (m, n) = (a.nrows(), a.ncols());
     assert!(
         b.nrows() == m && x.nrows() == n && b.ncols() == x.ncols(),
         "closest: shape mismatch"
     );
-    let residual = |x: MatRef<'_, f64>| {
+    let residual = |x: MatRef<'_, F>| {
         let mut r = b.to_owned();
-        matmul(r.as_mut(), Accum::Add, a, x, -1.0, par());
+        matmul(r.as_mut(), Accum::Add, a, x, -F::one(), par());
         r
     };
     let r = residual(x.rb());
@@ -77,26 +85,27 @@ pub fn closest(
             product(a.transpose(), a)
         }
     });
-    if let Ok(llt) = gram.llt(Side::Lower) {
-        let spread = diag_spread(llt.L());
-        if spread < GRAM_COND_LIMIT {
+    let (cond_limit, refine_limit) = limits::<F>();
+    if let Some(llt) = Cholesky::new(gram) {
+        let spread = llt.spread();
+        if spread < cond_limit {
             // x += A^+ r via the Gram factorisation.
-            let correct = |mut x: MatMut<'_, f64>, r: &Mat<f64>| {
+            let correct = |mut x: MatMut<'_, F>, r: &Mat<F>| {
                 if under {
                     matmul(
                         x,
                         Accum::Add,
                         a.transpose(),
-                        llt.solve(r).as_ref(),
-                        1.0,
+                        llt.solve(r.as_ref()).as_ref(),
+                        F::one(),
                         par(),
                     );
                 } else {
-                    x += llt.solve(product(a.transpose(), r.as_ref()));
+                    x += llt.solve(product(a.transpose(), r.as_ref()).as_ref());
                 }
             };
             correct(x.rb_mut(), &r);
-            if spread >= REFINE_LIMIT {
+            if spread >= refine_limit {
                 // Iterative refinement: correct with the residual of the corrected solution.
                 let r2 = residual(x.rb());
                 correct(x.rb_mut(), &r2);
@@ -104,68 +113,40 @@ pub fn closest(
             return SolveMethod::GramCholesky;
         }
     }
-    let d = svd_pinv_apply(a, r.as_ref());
+    let d = pinv_apply(a, r.as_ref());
     x += &d;
     SolveMethod::Svd
 }
 
-/// An upper bound of the `f64` values [`closest`] holds at once for an `m x n` system with `r`
-/// right-hand sides, its Gram matrix included (passed in or formed): the residual and the
-/// Gram matrix, then either the Cholesky factor (its factorisation's scratch is a few
-/// columns) with the solves and the refinement's residual, or the thin SVD and the two
-/// products of the pseudo-inverse. faer's thin SVD (its `U`, `V` and workspace) is bounded
-/// by `(m + n) s + 2 m n + 10 s^2 + 4096` values, `s = min(m, n)`: for faer 0.24 it used at
-/// most 70% of that on every shape measured, from `2 x 2` to `1500 x 1500` and `4000 x 8`,
-/// at full rank and at rank 1 (its workspace depends on the shape only).
-pub(crate) fn closest_workspace(m: Count, n: Count, r: Count) -> Count {
+/// An upper bound of the values (of the solve's scalar) [`closest`] holds at once for an
+/// `m x n` system with `r` right-hand sides, its Gram matrix included (passed in or formed):
+/// the residual and the Gram matrix, then either the Cholesky factor (faer's factorisation
+/// has a few columns of scratch; the `small-heap` one works in place) with the solves and the
+/// refinement's residual, or the thin SVD and the two products of the pseudo-inverse.
+///
+/// faer's thin SVD (its `U`, `V` and workspace) is bounded by
+/// `(m + n) s + 2 m n + 10 s^2 + 4096` values, `s = min(m, n)`: for faer 0.24 it used at most
+/// 70% of that on every shape measured, from `2 x 2` to `1500 x 1500` and `4000 x 8`, at full
+/// rank and at rank 1 (its workspace depends on the shape only). The `small-heap` Jacobi SVD
+/// holds the rotated copy of `A`, `V` and the singular values.
+pub(crate) fn closest_workspace<F: Scalar>(m: Count, n: Count, r: Count) -> Count {
     let s = m.min(n);
+    let mat_values = mat_values::<F>;
     let cholesky = mat_values(s, s) * 2 + mat_values(m, r) * 2 + mat_values(n, r) * 2;
-    let svd = (m + n) * s + m * n * 2 + s * s * 10 + 4096;
+    let svd = if cfg!(feature = "small-heap") {
+        mat_values(m.max(n), s) + mat_values(s, s) + s
+    } else {
+        (m + n) * s + m * n * 2 + s * s * 10 + 4096
+    };
     let pinv = svd + mat_values(s, r) + mat_values(n, r);
     mat_values(m, r) + mat_values(s, s) + cholesky.max(pinv)
 }
 
-/// `(max diag L / min diag L)^2`, a cheap lower estimate of the Gram matrix's condition number
-/// (infinite for a zero pivot).
-fn diag_spread(l: MatRef<'_, f64>) -> f64 {
-    let (mut lo, mut hi) = (f64::INFINITY, 0.0f64);
-    for i in 0..l.nrows() {
-        let v = l[(i, i)].abs();
-        lo = lo.min(v);
-        hi = hi.max(v);
-    }
-    if lo > 0.0 {
-        (hi / lo) * (hi / lo)
-    } else {
-        f64::INFINITY
-    }
-}
-
 /// `a b` with the solver's parallelism.
-fn product(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> Mat<f64> {
+fn product<F: Scalar>(a: MatRef<'_, F>, b: MatRef<'_, F>) -> Mat<F> {
     let mut c = Mat::zeros(a.nrows(), b.ncols());
-    matmul(c.as_mut(), Accum::Replace, a, b, 1.0, par());
+    matmul(c.as_mut(), Accum::Replace, a, b, F::one(), par());
     c
-}
-
-/// `A^+ R` through a thin SVD, singular values under [`svd_tolerance`] dropped.
-fn svd_pinv_apply(a: MatRef<'_, f64>, r: MatRef<'_, f64>) -> Mat<f64> {
-    let Ok(svd) = a.thin_svd() else {
-        // faer's SVD only fails to converge on non-finite input, which callers reject first.
-        return Mat::zeros(a.ncols(), r.ncols());
-    };
-    let s = svd.S().column_vector();
-    let k = s.nrows();
-    let s_max = if k > 0 { s[0] } else { 0.0 };
-    let tol = svd_tolerance(a.nrows(), a.ncols(), s_max);
-    let mut t = product(svd.U().transpose(), r);
-    for i in 0..k {
-        let inv = if s[i] > tol { 1.0 / s[i] } else { 0.0 };
-        for j in 0..t.ncols() {
-            t[(i, j)] *= inv;
-        }
-    }
-    product(svd.V(), t.as_ref())
 }
 
 #[cfg(test)]
@@ -236,7 +217,7 @@ mod tests {
             let mut x = random(n, r, &mut rng);
             let (method, peak) = peak_of(|| closest(a.as_ref(), b.as_ref(), x.as_mut(), None));
             assert_eq!(method == SolveMethod::Svd, rank < m.min(n));
-            let bound = closest_workspace(Count::of(m), Count::of(n), Count::of(r))
+            let bound = closest_workspace::<f64>(Count::of(m), Count::of(n), Count::of(r))
                 .get()
                 .unwrap();
             assert!(peak <= 8 * bound, "{m}x{n}: {peak} > {}", 8 * bound);

@@ -1,18 +1,23 @@
 //! Solvers for the network morphism equation (6) and its sequential form (19).
 //!
-//! All solves run in `f64`, whatever the network's scalar type: an f32 network's filters are
-//! widened, decomposed, and rounded once at the end, so the child is exact to f32 rounding.
+//! Every solver is generic over the scalar it solves in. Morphs solve in `f64` by default,
+//! whatever the network's scalar: an f32 network's filters are widened, decomposed, and
+//! rounded once at the end, so the child is exact to f32 rounding. A device without fast
+//! `f64` can solve in `f32` instead ([`algorithm::Precision::F32`]): the residual is then
+//! about `1e-6` and the child moves by a few f32 ulps more.
 
 pub mod algorithm;
 pub mod deconv;
+mod factor;
 pub mod lstsq;
 
 use crate::alloc_try::Count;
 
-/// Values of a `rows x cols` faer matrix: faer pads each column to a multiple of 8 `f64`s
-/// (64 bytes).
-pub(crate) fn mat_values(rows: Count, cols: Count) -> Count {
-    (rows + 7) * cols
+/// Values of a `rows x cols` faer matrix of `F`: faer pads each column to a multiple of 64
+/// bytes (8 `f64`s, 16 `f32`s).
+pub(crate) fn mat_values<F>(rows: Count, cols: Count) -> Count {
+    let lane = 64 / core::mem::size_of::<F>().clamp(1, 64);
+    (rows + (lane - 1)) * cols
 }
 
 /// Values of a kernel `(out, inp, k, k)` with its `out` biases.

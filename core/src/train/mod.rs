@@ -32,6 +32,15 @@ pub enum TrainError {
     Structure,
     /// The batch does not fit the network.
     Net(NetError),
+    /// The step would need more heap than the budget it was given ([`train_step_within`]);
+    /// nothing was allocated.
+    OverBudget {
+        /// Bytes the step may allocate ([`step_bytes`], plus [`velocity_bytes`] on the first
+        /// step with momentum).
+        needs: usize,
+        /// Bytes it was allowed.
+        budget: usize,
+    },
 }
 
 impl fmt::Display for TrainError {
@@ -47,6 +56,11 @@ impl fmt::Display for TrainError {
                 "gradients or optimiser state belong to a differently shaped network; start a new optimiser after a morph"
             ),
             Self::Net(e) => write!(f, "{e}"),
+            Self::OverBudget { needs, budget } => write!(
+                f,
+                "the training step needs up to {needs} bytes of heap, more than its budget of \
+                 {budget} bytes; use a smaller batch, no momentum, or raise the budget"
+            ),
         }
     }
 }
@@ -71,6 +85,51 @@ pub fn train_step<T: Scalar>(
         .map_err(TrainError::Net)?;
     sgd.step(net, &grads)?;
     Ok(loss)
+}
+
+/// [`train_step`] within a heap budget: the step runs only if what it allocates
+/// ([`step_bytes`] for this batch, and [`velocity_bytes`] when this is the first step of an
+/// optimiser with momentum) fits in `budget` bytes beyond what is already allocated (the
+/// network, the optimiser's state, the batch).
+///
+/// # Errors
+/// [`TrainError::OverBudget`] before anything is allocated (also when the count overflows),
+/// or any error of [`train_step`].
+///
+/// # Examples
+/// ```
+/// use netmorph_core::train::{train_step_within, Schedule, Sgd, SgdConfig, TrainError};
+/// use netmorph_core::{Kernel, Layer, Network, Rng, Shape, Tensor};
+/// let mut net = Network::<f32>::new(Shape::flat(8), vec![Layer::Dense(Kernel::zeros(3, 8, 1))]).unwrap();
+/// let config = SgdConfig { lr: 0.1, momentum: 0.9, weight_decay: 0.0, bias_lr_mult: 1.0, a_lr_mult: 1.0, schedule: Schedule::Constant };
+/// let mut sgd = Sgd::new(config);
+/// let x = Tensor::random(4, net.input_shape(), &mut Rng::seed(1));
+/// let small = train_step_within(&mut net, &mut sgd, &x, &[0, 1, 2, 0], 64);
+/// assert!(matches!(small, Err(TrainError::OverBudget { .. })));
+/// assert!(train_step_within(&mut net, &mut sgd, &x, &[0, 1, 2, 0], 1 << 20).is_ok());
+/// ```
+pub fn train_step_within<T: Scalar>(
+    net: &mut Network<T>,
+    sgd: &mut Sgd<T>,
+    x: &Tensor<T>,
+    labels: &[usize],
+    budget: usize,
+) -> Result<f64, TrainError> {
+    let velocity = if sgd.velocity().is_none() && sgd.config().momentum != 0.0 {
+        velocity_bytes(net)
+    } else {
+        Some(0)
+    };
+    let needs = step_bytes(net, x.n)
+        .zip(velocity)
+        .and_then(|(s, v)| s.checked_add(v));
+    match needs {
+        Some(needs) if needs <= budget => train_step(net, sgd, x, labels),
+        needs => Err(TrainError::OverBudget {
+            needs: needs.unwrap_or(usize::MAX),
+            budget,
+        }),
+    }
 }
 
 #[cfg(test)]
