@@ -118,8 +118,9 @@ typedef struct NmLayerSpec {
   size_t stride;
   // CONV2D: zero padding on every side.
   size_t padding;
-  // MAXPOOL, AVGPOOL: whether the output size rounds up rather than down.
-  bool ceil_mode;
+  // MAXPOOL, AVGPOOL: 1 if the output size rounds up, 0 if down (an `int`, not `bool`,
+  // so that any value a caller leaves there is defined; other kinds ignore it).
+  int ceil_mode;
   // ACTIVATION: an `NmActivation` value, the base function `phi`.
   int function;
   // DENSE `[out, in]`, CONV2D `[out, in, kernel, kernel]`, row-major.
@@ -185,7 +186,7 @@ typedef struct NmMorphReport {
   // Fraction of non-zero values among the weights of the layers the morph made or
   // reshaped (1 when it made none with weights).
   double nonzero_fraction;
-  // Relative residual of the decomposition, `max |F_{l+1} (*) F_l - G| / max |G|` in f64
+  // Relative residual of the decomposition, `max |F_{l+1} (*) F_l - G| / max |G|` in the solve's precision (f64 unless `solve=f32`)
   // (the largest over the solves; 0 for closed-form morphs).
   double residual;
   // Deconvolution solves run (0 for closed-form morphs).

@@ -47,8 +47,9 @@ pub struct NmLayerSpec {
     pub stride: usize,
     /// CONV2D: zero padding on every side.
     pub padding: usize,
-    /// MAXPOOL, AVGPOOL: whether the output size rounds up rather than down.
-    pub ceil_mode: bool,
+    /// MAXPOOL, AVGPOOL: 1 if the output size rounds up, 0 if down (an `int`, not `bool`,
+    /// so that any value a caller leaves there is defined; other kinds ignore it).
+    pub ceil_mode: c_int,
     /// ACTIVATION: an `NmActivation` value, the base function `phi`.
     pub function: c_int,
     /// DENSE `[out, in]`, CONV2D `[out, in, kernel, kernel]`, row-major.
@@ -176,10 +177,21 @@ fn skeleton(spec: &NmLayerSpec) -> Result<(Layer<f32>, Needs)> {
         weight: Vec::new(),
         bias: Vec::new(),
     };
+    let pooling = matches!(kind, NmLayerKind::Maxpool | NmLayerKind::Avgpool);
+    let ceil = match spec.ceil_mode {
+        0 => false,
+        1 => true,
+        v if pooling => {
+            return Err(Error::argument(format_args!(
+                "ceil_mode {v}: give 1 (round the output size up) or 0 (down)"
+            )))
+        }
+        _ => false,
+    };
     let pool = Pool {
         k: spec.kernel,
         stride: spec.stride,
-        ceil: spec.ceil_mode,
+        ceil,
     };
     let layer = match kind {
         NmLayerKind::Dense => Layer::Dense(kernel(1)),

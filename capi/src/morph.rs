@@ -59,7 +59,7 @@ pub struct NmMorphReport {
     /// Fraction of non-zero values among the weights of the layers the morph made or
     /// reshaped (1 when it made none with weights).
     pub nonzero_fraction: f64,
-    /// Relative residual of the decomposition, `max |F_{l+1} (*) F_l - G| / max |G|` in f64
+    /// Relative residual of the decomposition, `max |F_{l+1} (*) F_l - G| / max |G|` in the solve's precision (f64 unless `solve=f32`)
     /// (the largest over the solves; 0 for closed-form morphs).
     pub residual: f64,
     /// Deconvolution solves run (0 for closed-form morphs).

@@ -489,7 +489,7 @@ fn blank() -> NmLayerSpec {
         kernel: 0,
         stride: 0,
         padding: 0,
-        ceil_mode: false,
+        ceil_mode: 0,
         function: 0,
         weight: null(),
         weight_len: 0,
@@ -535,7 +535,7 @@ fn spec(layer: &Layer<f32>) -> NmLayerSpec {
             } else {
                 NmLayerKind::Avgpool
             });
-            (s.kernel, s.stride, s.ceil_mode) = (p.k, p.stride, p.ceil);
+            (s.kernel, s.stride, s.ceil_mode) = (p.k, p.stride, c_int::from(p.ceil));
         }
         Layer::Flatten => s.kind = code(NmLayerKind::Flatten),
         Layer::ParallelSum(_) => panic!("nm_model_new takes no parallel sums"),
@@ -553,7 +553,7 @@ fn spec_of(info: &NmLayerInfo) -> NmLayerSpec {
         kernel: info.kernel,
         stride: info.stride,
         padding: info.padding,
-        ceil_mode: info.ceil_mode,
+        ceil_mode: c_int::from(info.ceil_mode),
         function: info.function as c_int,
         weight: info.weight,
         weight_len: info.weight_len,
@@ -749,6 +749,12 @@ fn a_bad_layer_spec_is_refused_naming_the_layer_and_what_it_needs() {
         input,
         arg,
         "layers[6]: `a_len` is 4, but a dense layer has no `a`; pass 0",
+    );
+    new_fails(
+        &with(2, &|s| s.ceil_mode = 7),
+        input,
+        arg,
+        "ceil_mode 7: give 1 (round the output size up) or 0 (down)",
     );
     new_fails(
         &with(2, &|s| (s.weight, s.weight_len) = (good[0].weight, 1)),

@@ -215,7 +215,7 @@ fn train(plan: &Plan, net: &mut Network<f32>, phase: &str, seen: &mut usize) -> 
     let need = step_bytes(net, plan.batch)
         .zip(velocity)
         .zip(input)
-        .map(|((s, v), b)| s + v + b);
+        .and_then(|((s, v), b)| s.checked_add(v)?.checked_add(b));
     check_budget(plan.budget, phase, need)?;
     reset_peak();
     let mut sgd = Sgd::new(config);

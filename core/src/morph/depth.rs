@@ -239,10 +239,20 @@ fn solve_split_in<T: Scalar, F: Scalar>(
     (conv, stride, pad): (bool, usize, usize),
     rng: &mut Rng,
 ) -> Result<(Vec<Layer<T>>, Solved), MorphError> {
+    let bias = &g.bias;
     let g = cast_kernel::<T, F>(g)?;
+    if !g.is_finite() {
+        // An f64 weight past f32's range.
+        return Err(solve_error(
+            path,
+            SolveError::InvalidInput {
+                what: "the layer's weights do not fit the solve's precision; solve in f64",
+            },
+        ));
+    }
     let d = decompose_sized(&g, p.c_l, p.k1, p.k2, p.algorithm, &p.solve, rng)
         .map_err(|e| solve_error(path, e))?;
-    let new = split_layers(&d, &g, conv, (stride, pad), p.activation)?;
+    let new = split_layers(&d, bias, conv, (stride, pad), p.activation)?;
     let solved = Solved {
         algorithm: d.algorithm,
         condition7: d.condition7,
@@ -252,28 +262,29 @@ fn solve_split_in<T: Scalar, F: Scalar>(
     Ok((new, solved))
 }
 
-/// `[F_l, phi^1, F_{l+1}]` in `T` from the decomposition `d` of `g`: `F_l` with zero bias,
-/// stride and padding `(stride, pad)`; `F_{l+1}` with `G`'s bias, stride 1 and no padding.
+/// `[F_l, phi^1, F_{l+1}]` in `T` from the decomposition `d` of `G`: `F_l` with zero bias,
+/// stride and padding `(stride, pad)`; `F_{l+1}` with `G`'s bias (`bias`, in `T`: it is
+/// not solved for, so it keeps its precision), stride 1 and no padding.
 fn split_layers<T: Scalar, F: Scalar>(
     d: &Decomposition<F>,
-    g: &Kernel<F>,
+    bias: &[T],
     conv: bool,
     (stride, pad): (usize, usize),
     act: ActKind,
 ) -> Result<Vec<Layer<T>>, MorphError> {
     let cast = |v: &[F]| alloc_try::collected(v.len(), v.iter().map(|x| T::of_f64(x.as_f64())));
-    let kernel = |f: &Kernel<F>, bias: &[F]| -> Result<Kernel<T>, MorphError> {
+    let kernel = |f: &Kernel<F>, bias: Vec<T>| -> Result<Kernel<T>, MorphError> {
         Ok(Kernel {
             out: f.out,
             inp: f.inp,
             k: f.k,
             weight: cast(&f.weight)?,
-            bias: cast(bias)?,
+            bias,
         })
     };
     let c_l = d.f1.out;
-    let f1 = kernel(&d.f1, &alloc_try::filled(c_l, F::zero())?)?;
-    let f2 = kernel(&d.f2, &g.bias)?;
+    let f1 = kernel(&d.f1, alloc_try::filled(c_l, T::zero())?)?;
+    let f2 = kernel(&d.f2, alloc_try::copied(bias)?)?;
     let wrap = |kernel: Kernel<T>, stride: usize, pad: usize| {
         if conv {
             Layer::Conv2d(Conv2d {
@@ -405,6 +416,32 @@ mod tests {
             assert!(report.residual <= 1e-5);
             assert!(deviation(&parent, &child) <= 2e-5);
         }
+    }
+
+    #[test]
+    fn f32_solves_refuse_f64_weights_past_f32_range() {
+        let mut parent = net::<f64>(false, 6).into_layers();
+        if let Layer::Dense(k) = &mut parent[0] {
+            k.weight[3] = 1e39;
+        }
+        let parent = Network::new(Shape::flat(24), parent).unwrap();
+        let mut p = DepthParams::new(32, 1, 1);
+        p.solve = SolveOptions::f32();
+        let err = deepen(&parent, &LayerPath::top(0), &p, &mut Rng::seed(1)).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                MorphError::Solve {
+                    source: SolveError::InvalidInput { .. },
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(alloc::format!("{err}").contains("solve in f64"), "{err}");
+        // In f64 the same layer deepens.
+        p.solve = SolveOptions::default();
+        assert!(deepen(&parent, &LayerPath::top(0), &p, &mut Rng::seed(1)).is_ok());
     }
 
     #[test]

@@ -134,6 +134,30 @@ pub enum MorphError {
     },
 }
 
+impl MorphError {
+    /// The path of the layer the error names, if it names one.
+    pub(crate) fn layer_mut(&mut self) -> Option<&mut LayerPath> {
+        match self {
+            Self::NoSuchLayer { layer }
+            | Self::NotMorphable { layer, .. }
+            | Self::Narrower { layer, .. }
+            | Self::KernelSize { layer, .. }
+            | Self::KernelNotOdd { layer, .. }
+            | Self::InvalidParameter { layer, .. }
+            | Self::Strided { layer, .. }
+            | Self::NoConsumer { layer }
+            | Self::NotIdempotent { layer, .. }
+            | Self::NonFinite { layer }
+            | Self::Solve { layer, .. }
+            | Self::TooLarge { layer, .. }
+            | Self::KernelBeyondInput { layer, .. }
+            | Self::TooManyBranches { layer, .. } => Some(layer),
+            Self::Net(e) => e.layer_mut(),
+            Self::Alloc { .. } | Self::OverBudget { .. } => None,
+        }
+    }
+}
+
 impl fmt::Display for MorphError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

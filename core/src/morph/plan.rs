@@ -8,7 +8,15 @@ use super::kernel::grow_kernel;
 use super::subnet::{sequential, stacked, SequentialParams, StackedParams};
 use super::width::widen;
 use super::{MorphError, MorphReport};
+use core::mem::size_of;
+
+use crate::alloc_try::Count;
 use crate::{Layer, LayerPath, Network, Rng, Scalar};
+
+/// More than the most top-level layers one operation adds: a sequential subnet of
+/// [`MAX_SUBNET_LAYERS`](super::subnet::MAX_SUBNET_LAYERS) layers with an activation between
+/// each pair replaces one layer.
+const MAX_ADDED: usize = 2 * super::subnet::MAX_SUBNET_LAYERS;
 
 /// One morph operation and where it applies.
 #[derive(Clone, Debug, PartialEq)]
@@ -161,7 +169,7 @@ impl MorphOp {
     /// let mut net = Network::new(Shape::flat(784), vec![Layer::Dense(big), Layer::Dense(small)]).unwrap();
     /// let op = MorphOp::Depth { layer: LayerPath::top(1), params: DepthParams::new(16, 1, 1) };
     /// let (copy, whole) = (op.cost_in_place(&net).unwrap(), op.cost(&net).unwrap());
-    /// assert!(whole.workspace_bytes - copy >= 4 * 784 * 32); // the 784 x 32 layer is not copied
+    /// assert!(whole.workspace_bytes - copy > 90_000); // the 784 x 32 layer (98 KiB) is not copied
     /// let report = op.apply_in_place(&mut net, &mut rng, copy).unwrap();
     /// assert_eq!(net.layers().len(), 4);
     /// assert_eq!(report.layer, LayerPath::top(1));
@@ -184,9 +192,26 @@ impl MorphOp {
                 })?;
         let output = net.output_shape();
         let mut head = net.take_layers();
-        let tail = Network::from_validated(tail_input, output, head.split_off(lo));
+        // The whole list moves as it is (`split_off(0)` would allocate a buffer as large).
+        let tail = if lo == 0 {
+            core::mem::take(&mut head)
+        } else {
+            head.split_off(lo)
+        };
+        let tail = Network::from_validated(tail_input, output, tail);
         let head_params: usize = head.iter().map(Layer::param_count).sum();
-        let (layers, result) = match local.apply(&tail, rng) {
+        let result = local.apply(&tail, rng).and_then(|(child, report)| {
+            // Room for the child's layers before the parent's are let go (nothing is lost if
+            // it cannot be had).
+            if lo > 0 {
+                head.try_reserve_exact(child.layers().len())
+                    .map_err(|_| MorphError::Alloc {
+                        bytes: child.layers().len().saturating_mul(size_of::<Layer<T>>()),
+                    })?;
+            }
+            Ok((child, report))
+        });
+        let (layers, result) = match result {
             Ok((child, mut report)) => {
                 report.params_before += head_params;
                 report.params_after += head_params;
@@ -198,26 +223,51 @@ impl MorphOp {
                 drop(tail);
                 (child.into_layers(), Ok(report))
             }
-            Err(e) => (tail.into_layers(), Err(e)),
+            Err(mut e) => {
+                if let Some(layer) = e.layer_mut() {
+                    shift(layer, lo);
+                }
+                (tail.into_layers(), Err(e))
+            }
         };
-        head.extend(layers);
+        if head.is_empty() {
+            head = layers;
+        } else {
+            // Within capacity: reserved above, or the parent's own buffer.
+            head.extend(layers);
+        }
         // The child's tail takes the same input and gives the same output as the parent's.
         net.put_layers(head);
         result
     }
 
     /// The heap [`MorphOp::apply_in_place`] may hold beyond what is allocated before it: its
-    /// [`MorphOp::cost`] without the copy of the layers before the one it addresses.
+    /// [`MorphOp::cost`] without the copy of the layers before the one it addresses, plus the
+    /// layer lists it splits and joins (the tail's slots, and a list long enough for the
+    /// child).
     ///
     /// # Errors
     /// As [`MorphOp::cost`].
     pub fn cost_in_place<T: Scalar>(&self, net: &Network<T>) -> Result<usize, MorphError> {
         let whole = self.cost(net)?.workspace_bytes;
         let (lo, _) = self.on_tail(net)?;
-        let head = super::cost::layers_bytes(&net.layers()[..lo])
+        let layers = net.layers();
+        let head = super::cost::layers_bytes(&layers[..lo]).get().unwrap_or(0);
+        // The child's top level has at most MAX_ADDED more layers than the parent's.
+        let slots = Count::of(layers.len() - lo) + layers.len() + MAX_ADDED;
+        let lists = (slots * size_of::<Layer<T>>())
             .get()
-            .unwrap_or(0);
-        Ok(whole.saturating_sub(head))
+            .ok_or_else(|| MorphError::TooLarge {
+                layer: self.path().clone(),
+                what: "layer list",
+            })?;
+        whole
+            .saturating_sub(head)
+            .checked_add(lists)
+            .ok_or_else(|| MorphError::TooLarge {
+                layer: self.path().clone(),
+                what: "workspace",
+            })
     }
 
     /// The top-level index the operation's path starts at, and the operation addressed
@@ -369,8 +419,11 @@ impl<const N: usize> Plan<N> {
         let mut cur: Option<Network<T>> = None;
         for (i, op) in self.ops.iter().enumerate() {
             let input = cur.as_ref().unwrap_or(net);
-            // An intermediate child is held while the next morph runs.
-            let held = cur.as_ref().map_or(Some(0), network_bytes);
+            // An intermediate child and the reports so far are held while the next morph runs.
+            let held = cur
+                .as_ref()
+                .map_or(Some(0), network_bytes)
+                .and_then(|h| h.checked_add(reports.iter().map(report_bytes).sum()));
             let left = held.and_then(|h| budget.checked_sub(h)).unwrap_or(0);
             let (next, report) = op.apply_within(input, rng, left).map_err(|e| (i, e))?;
             cur = Some(next);
@@ -379,6 +432,12 @@ impl<const N: usize> Plan<N> {
         }
         Ok((cur.unwrap_or_else(|| net.clone()), reports))
     }
+}
+
+/// Heap bytes a report holds (its new layers and channel origins).
+fn report_bytes(r: &MorphReport) -> usize {
+    r.new_layers.len() * size_of::<super::NewLayer>()
+        + r.channels.len() * size_of::<Option<usize>>()
 }
 
 /// Heap bytes of `net`'s layers (as [`MorphOp::cost`] counts a copy of them).
@@ -488,7 +547,6 @@ mod tests {
             let (child, report) = op.apply(&parent, &mut Rng::seed(3)).unwrap();
             let mut net = parent.clone();
             let needs = op.cost_in_place(&net).unwrap();
-            assert!(needs < op.cost(&net).unwrap().workspace_bytes, "{op:?}");
             let over = op.apply_in_place(&mut net, &mut Rng::seed(3), needs - 1);
             assert!(matches!(over, Err(MorphError::OverBudget { .. })), "{op:?}");
             assert_eq!(net, parent);
@@ -523,10 +581,66 @@ mod tests {
             layer: LayerPath::top(5),
             params: general,
         };
-        assert!(matches!(
-            unsolvable.apply_in_place(&mut net, &mut rng, usize::MAX),
-            Err(MorphError::Solve { .. })
-        ));
+        let in_place = unsolvable.apply_in_place(&mut net, &mut rng, usize::MAX);
+        // The error names the layer in the whole network, as `apply`'s does.
+        assert!(
+            matches!(&in_place, Err(MorphError::Solve { layer, .. }) if *layer == LayerPath::top(5)),
+            "{in_place:?}"
+        );
         assert_eq!(net, parent);
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod peak_tests {
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    use super::*;
+    use crate::heap_meter::{peak_of, warm_up};
+    use crate::{ActKind, Kernel, PActivation, Shape};
+
+    /// `apply_in_place` holds no more than `cost_in_place`, on long layer lists (where the
+    /// lists it splits and joins dominate) and on short ones, at every position.
+    #[test]
+    fn in_place_peaks_stay_within_cost_in_place() {
+        warm_up();
+        let mut rng = Rng::seed(4);
+        for relus in [3, 400, 2000] {
+            let mut layers: Vec<Layer<f32>> = vec![Layer::Dense(Kernel::zeros(4, 4, 1))];
+            layers.extend(
+                (0..relus).map(|_| Layer::Activation(PActivation::plain(ActKind::Relu, 4))),
+            );
+            layers.push(Layer::Dense(Kernel::zeros(3, 4, 1)));
+            let parent = Network::new(Shape::flat(4), layers).unwrap();
+            let ops = [
+                MorphOp::Width {
+                    layer: LayerPath::top(0),
+                    width: 6,
+                },
+                MorphOp::Depth {
+                    layer: LayerPath::top(0),
+                    params: DepthParams::new(5, 1, 1),
+                },
+                MorphOp::Depth {
+                    layer: LayerPath::top(relus + 1),
+                    params: DepthParams::new(5, 1, 1),
+                },
+                MorphOp::InsertIdentity {
+                    at: LayerPath::top(relus + 2),
+                    params: InsertParams {
+                        depth: DepthParams::new(4, 1, 1),
+                        trailing_activation: true,
+                    },
+                },
+            ];
+            for op in ops {
+                let mut net = parent.clone();
+                let needs = op.cost_in_place(&net).unwrap();
+                let (r, peak) = peak_of(|| op.apply_in_place(&mut net, &mut rng, needs));
+                r.unwrap();
+                assert!(peak <= needs, "{relus} {op:?}: {peak} > {needs}");
+            }
+        }
     }
 }

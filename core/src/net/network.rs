@@ -170,6 +170,29 @@ pub enum NetError {
     },
 }
 
+impl NetError {
+    /// The path of the layer the error names, if it names one.
+    pub(crate) fn layer_mut(&mut self) -> Option<&mut LayerPath> {
+        match self {
+            Self::ChannelMismatch { layer, .. }
+            | Self::DenseNeedsFlat { layer, .. }
+            | Self::WindowTooLarge { layer, .. }
+            | Self::PoolStride { layer, .. }
+            | Self::ZeroSize { layer }
+            | Self::ParamLength { layer }
+            | Self::Branches { layer }
+            | Self::PlaneTooLarge { layer, .. }
+            | Self::TooLarge { layer, .. } => Some(layer),
+            Self::TooDeep
+            | Self::InputShape { .. }
+            | Self::EmptyInput { .. }
+            | Self::InputLength { .. }
+            | Self::Trace
+            | Self::Alloc { .. } => None,
+        }
+    }
+}
+
 impl fmt::Display for NetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -138,7 +138,15 @@ pub fn relative_residual<F: Scalar>(g_tilde: &Kernel<F>, f2: &Kernel<F>, f1: &Ke
         .weight
         .iter()
         .zip(&g_tilde.weight)
-        .fold(0.0f64, |m, (a, b)| m.max((*a - *b).as_f64().abs()));
+        // `f64::max` skips NaN: a non-finite difference must fail the exactness check.
+        .fold(0.0f64, |m, (a, b)| {
+            let d = (*a - *b).as_f64().abs();
+            if d.is_finite() {
+                m.max(d)
+            } else {
+                f64::INFINITY
+            }
+        });
     if scale > 0.0 {
         err / scale
     } else {
