@@ -55,17 +55,20 @@ fn write_jpeg_folder(dir: &Path) {
     }
 }
 
-/// Checks a split read from [`write_jpeg_folder`]'s layout: labels in class order, NCHW
-/// pixels within [`JPEG_TOL`] of what was encoded.
+/// Checks a split read from [`write_jpeg_folder`]'s layout: the classes interleaved (every
+/// class's first image, then every class's second, ...), NCHW pixels within [`JPEG_TOL`] of
+/// what was encoded.
 fn check_jpeg_split(set: &netmorph::data::Dataset, per_class: usize) {
     assert_eq!(set.x.shape, Shape::image(3, 32, 32));
     assert_eq!(set.classes, 10);
-    let labels: Vec<usize> = (0..10 * per_class).map(|s| s / per_class).collect();
+    let labels: Vec<usize> = (0..10 * per_class).map(|s| s % 10).collect();
     assert_eq!(set.y, labels);
     assert_eq!(set.x.n, labels.len());
+    // The first ten images hold every class: `--limit 10` is not one class.
+    assert_eq!(set.head(10).y, (0..10).collect::<Vec<_>>());
     let mut worst = 0.0f32;
     for (s, sample) in set.x.data.chunks_exact(3 * 32 * 32).enumerate() {
-        let (class, i) = (s / per_class, s % per_class);
+        let (class, i) = (s % 10, s / 10);
         for (c, plane) in sample.chunks_exact(32 * 32).enumerate() {
             for (p, v) in plane.iter().enumerate() {
                 let want = f32::from(pixel(class, i, p % 32, p / 32)[c]) / 255.0;

@@ -4,6 +4,8 @@
 //! comparison scripts in `bench/scripts/`.
 #![deny(missing_docs)]
 
+pub mod reproduce;
+
 use netmorph_core::solve::algorithm::Algorithm;
 use netmorph_core::{Conv2d, Kernel, Layer, Network, Rng, Scalar, Shape};
 

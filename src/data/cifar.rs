@@ -35,14 +35,16 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> DataError + '_ {
 }
 
 /// Reads one split of the JPEG layout; `limit` caps the images per class (0: all). Pixels are
-/// scaled to `[0, 1]`, NCHW.
+/// scaled to `[0, 1]`, NCHW. The classes are interleaved (the first image of every class,
+/// then the second, ...), so that the first `n` images of the split, which `--limit` and
+/// [`Dataset::head`] take, hold every class alike rather than the first class only.
 ///
 /// # Errors
 /// [`DataError`] naming the missing folder or the file that is not a 32x32 RGB JPEG;
 /// [`DataError::Invalid`] if the class folders hold no JPEGs.
 pub fn cifar10_jpeg_split(dir: &Path, limit: usize) -> Result<Dataset, DataError> {
-    let (mut data, mut y) = (Vec::new(), Vec::new());
-    for (label, class) in CIFAR10_CLASSES.iter().enumerate() {
+    let mut per_class = Vec::with_capacity(CIFAR10_CLASSES.len());
+    for class in CIFAR10_CLASSES {
         let folder = dir.join(class);
         let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
             .map_err(io(&folder))?
@@ -57,25 +59,34 @@ pub fn cifar10_jpeg_split(dir: &Path, limit: usize) -> Result<Dataset, DataError
         if limit > 0 {
             files.truncate(limit);
         }
-        for file in files {
-            let img = image::open(&file)
-                .map_err(|e| DataError::Malformed {
-                    path: file.clone(),
-                    reason: e.to_string(),
-                })?
-                .to_rgb8();
-            if img.dimensions() != (32, 32) {
-                return Err(DataError::Malformed {
-                    path: file,
-                    reason: format!("{:?} pixels, CIFAR-10 images are 32x32", img.dimensions()),
-                });
-            }
-            let raw = img.into_raw();
-            for c in 0..3 {
-                data.extend(raw.iter().skip(c).step_by(3).map(|&v| f32::from(v) / 255.0));
-            }
-            y.push(label);
+        per_class.push(files);
+    }
+    let longest = per_class.iter().map(Vec::len).max().unwrap_or(0);
+    let order = (0..longest).flat_map(|i| {
+        per_class
+            .iter()
+            .enumerate()
+            .filter_map(move |(label, files)| files.get(i).map(|f| (label, f)))
+    });
+    let (mut data, mut y) = (Vec::new(), Vec::new());
+    for (label, file) in order {
+        let img = image::open(file)
+            .map_err(|e| DataError::Malformed {
+                path: file.clone(),
+                reason: e.to_string(),
+            })?
+            .to_rgb8();
+        if img.dimensions() != (32, 32) {
+            return Err(DataError::Malformed {
+                path: file.clone(),
+                reason: format!("{:?} pixels, CIFAR-10 images are 32x32", img.dimensions()),
+            });
         }
+        let raw = img.into_raw();
+        for c in 0..3 {
+            data.extend(raw.iter().skip(c).step_by(3).map(|&v| f32::from(v) / 255.0));
+        }
+        y.push(label);
     }
     let set = Dataset {
         x: Tensor {
