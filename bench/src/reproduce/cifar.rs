@@ -688,7 +688,7 @@ pub fn run(settings: &Settings, seq: &Sequence, out: &Output) -> Outcome<()> {
         percent(&last(seq.parent).into_iter().collect::<Vec<_>>())
     );
     for (name, (on, fresh)) in names.iter().zip(&controls) {
-        let cell = |arm: &str| last(arm).map_or("-".into(), |a| format!("{:.2}%", 100.0 * a));
+        let cell = |arm: &str| record.last_cell(arm, seed);
         let _ = writeln!(
             t,
             "| cifar_{name} | {} | {} | {} | {} | {} |",

@@ -20,7 +20,7 @@ use std::time::Instant;
 use netmorph::data::{Dataset, InputScale};
 use netmorph::fit::{evaluate, fit, EpochStats, FitConfig, TrainState};
 use netmorph::plot::Series;
-use netmorph::train::{Schedule, SgdConfig};
+use netmorph::train::{Schedule, SgdConfig, TrainError};
 use netmorph::{Network, Scalar, Tensor};
 
 /// A runner's failure, with what to do about it.
@@ -131,6 +131,8 @@ pub struct Row {
 pub struct Record {
     /// Every row, in the order they happened.
     pub rows: Vec<Row>,
+    /// Arms whose loss became NaN: arm, seed and the epoch it happened in.
+    pub diverged: Vec<(String, u64, usize)>,
 }
 
 impl Record {
@@ -154,7 +156,7 @@ impl Record {
         let mut state = TrainState::new(config);
         let params = net.param_count();
         let mut rows = Vec::new();
-        let (stats, _) = fit(
+        let result = fit(
             net,
             data,
             config,
@@ -182,10 +184,40 @@ impl Record {
                 );
                 rows.push(row);
             },
-        )
-        .map_err(|e| fail(format!("training {arm} (seed {seed})"))(&e))?;
+        );
+        let epochs = rows.len();
         self.rows.extend(rows);
-        Ok(stats)
+        match result {
+            Ok((stats, _)) => Ok(stats),
+            // A diverging arm is a result, not a failure of the experiment.
+            Err(TrainError::NonFinite) => {
+                println!(
+                    "  {arm} (seed {seed}) diverged (NaN loss) in epoch {}",
+                    epochs + 1
+                );
+                self.diverged
+                    .push((arm.to_string(), seed, epoch0 + epochs + 1));
+                Ok(Vec::new())
+            }
+            Err(e) => Err(fail(format!("training {arm} (seed {seed})"))(&e)),
+        }
+    }
+
+    /// The epoch in which arm `arm` of seed `seed` diverged, if it did.
+    pub fn diverged(&self, arm: &str, seed: u64) -> Option<usize> {
+        self.diverged
+            .iter()
+            .find(|(a, s, _)| a == arm && *s == seed)
+            .map(|d| d.2)
+    }
+
+    /// The last test accuracy of arm `arm` in percent, or where it diverged.
+    pub fn last_cell(&self, arm: &str, seed: u64) -> String {
+        match (self.diverged(arm, seed), self.arm(arm, seed).last()) {
+            (Some(e), _) => format!("diverged (NaN loss, epoch {e})"),
+            (None, Some(r)) => format!("{:.2}%", 100.0 * r.test_accuracy),
+            (None, None) => "-".into(),
+        }
     }
 
     /// Records `net`'s test metrics at a morph point (before any training) as arm `arm`.

@@ -288,8 +288,23 @@ pub fn run(settings: &Settings, out: &Output) -> Outcome<()> {
 fn finals(record: &Record, arm: &str, seeds: &[u64]) -> Vec<f64> {
     seeds
         .iter()
+        .filter(|s| record.diverged(arm, **s).is_none())
         .filter_map(|s| record.arm(arm, *s).last().map(|r| r.test_accuracy))
         .collect()
+}
+
+/// [`percent`] of the seeds' final accuracies, and how many seeds diverged.
+fn final_cell(record: &Record, arm: &str, seeds: &[u64]) -> String {
+    let v = finals(record, arm, seeds);
+    let diverged = seeds
+        .iter()
+        .filter(|s| record.diverged(arm, **s).is_some())
+        .count();
+    match (v.is_empty(), diverged) {
+        (_, 0) => percent(&v),
+        (true, _) => "diverged (NaN loss) in every seed".into(),
+        (false, d) => format!("{} ({d} of {} seeds diverged)", percent(&v), seeds.len()),
+    }
 }
 
 /// `table.md`.
@@ -323,14 +338,14 @@ fn table(
             "| {arm} | {} + {} | {} |",
             settings.parent_epochs,
             settings.child_epochs,
-            percent(&finals(record, arm, seeds))
+            final_cell(record, arm, seeds)
         );
     }
     for arm in ["scratch PReLU", "scratch PTanH"] {
         let _ = writeln!(
             t,
             "| {arm} | {total} | {} |",
-            percent(&finals(record, arm, seeds))
+            final_cell(record, arm, seeds)
         );
     }
     let _ = writeln!(
