@@ -193,7 +193,7 @@ impl Record {
             Err(TrainError::NonFinite) => {
                 println!(
                     "  {arm} (seed {seed}) diverged (NaN loss) in epoch {}",
-                    epochs + 1
+                    epoch0 + epochs + 1
                 );
                 self.diverged
                     .push((arm.to_string(), seed, epoch0 + epochs + 1));

@@ -199,7 +199,7 @@ pub fn run(settings: &Settings, out: &Output) -> Outcome<()> {
         _ => (
             arch.build(Shape::image(3, 32, 32), 10, &mut Rng::seed(0))
                 .map_err(|e| fail("building cifar10_quick")(&e))?,
-            "an untrained cifar10_quick (Gaussian 1/sqrt(fan_in) weights)".into(),
+            "an untrained cifar10_quick (the template's Caffe initialisation)".into(),
         ),
     };
     let first = LayerPath::top(0);
