@@ -55,6 +55,10 @@ struct Args {
     /// CIFAR-10 folder [default: NETMORPH_CIFAR10, else ../shared/datasets/cifar10-jpeg].
     #[arg(long)]
     cifar10: Option<PathBuf>,
+    /// cifar-depth: how many morph steps to run (1: 211, 2: 222, 3: 2222, 4: 3333)
+    /// [default: 3 in full, 4 with --quick].
+    #[arg(long)]
+    steps: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -94,11 +98,12 @@ fn main() -> ExitCode {
             softmax_mlp::run(&s, &output)
         }
         Experiment::CifarDepth => {
-            let s = if args.quick {
+            let mut s = if args.quick {
                 cifar::Settings::quick(cifar)
             } else {
                 cifar::Settings::full(cifar)
             };
+            s.steps = args.steps.unwrap_or(s.steps);
             cifar::run(&s, &cifar::Sequence::depth(), &output)
         }
         Experiment::CifarKernelWidth => {
