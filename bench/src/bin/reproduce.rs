@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use netmorph_bench::reproduce::{cifar, occupancy, softmax_mlp, Output};
+use netmorph_bench::reproduce::{cifar, occupancy, scaling, softmax_mlp, Output};
 
 /// The experiments.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -28,6 +28,8 @@ enum Experiment {
     /// Fig. 3: non-zero fraction and value histograms of embedded filters, IdMorph vs
     /// NetMorph (~3 min in full: cifar10_quick is trained 5 epochs first).
     Occupancy,
+    /// The depth solve's time against layer size, grouped and dense (~5 min in full).
+    SolverScaling,
 }
 
 impl Experiment {
@@ -37,6 +39,7 @@ impl Experiment {
             Self::CifarDepth => "cifar-depth",
             Self::CifarKernelWidth => "cifar-kernel-width",
             Self::Occupancy => "occupancy",
+            Self::SolverScaling => "solver-scaling",
         }
     }
 }
@@ -126,6 +129,14 @@ fn main() -> ExitCode {
                 occupancy::Settings::full(cifar)
             };
             occupancy::run(&s, &output)
+        }
+        Experiment::SolverScaling => {
+            let s = if args.quick {
+                scaling::Settings::quick()
+            } else {
+                scaling::Settings::full()
+            };
+            scaling::run(&s, &output)
         }
     };
     match result {

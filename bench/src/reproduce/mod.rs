@@ -10,6 +10,7 @@
 
 pub mod cifar;
 pub mod occupancy;
+pub mod scaling;
 pub mod softmax_mlp;
 
 use std::fmt::Write as _;
@@ -361,14 +362,21 @@ impl Output {
     /// # Errors
     /// A file that cannot be written.
     pub fn write(&self, record: &Record, svg: &str, table: &str, run: &str) -> Outcome<()> {
-        std::fs::create_dir_all(&self.dir)
-            .map_err(|e| fail(format!("creating {}", self.dir.display()))(&e))?;
-        let files = [
+        self.write_files(&[
             ("metrics.csv", record.csv()),
             ("curves.svg", svg.to_string()),
             ("table.md", table.to_string()),
             ("run.md", run.to_string()),
-        ];
+        ])
+    }
+
+    /// Writes `(name, text)` files into the folder (atomically each).
+    ///
+    /// # Errors
+    /// A file that cannot be written.
+    pub fn write_files(&self, files: &[(&str, String)]) -> Outcome<()> {
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| fail(format!("creating {}", self.dir.display()))(&e))?;
         for (name, text) in files {
             let path = self.dir.join(name);
             netmorph::atomic::write(&path, text.as_bytes())

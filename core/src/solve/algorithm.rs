@@ -7,11 +7,12 @@ use faer::Mat;
 
 use super::deconv::{
     compose_workspace, max_abs, pad_centered, relative_residual, solve_f1, solve_f1_workspace,
-    solve_f2, solve_f2_workspace, Sizes,
+    solve_f2, solve_f2_workspace, transpose_channels, Sizes,
 };
 use super::factor::orthonormal_columns;
+use super::kernel_values;
 use super::lstsq::SolveMethod;
-use super::{kernel_values, mat_values};
+use super::mixing::{qr_workspace, solve_drawn, Shape};
 use crate::alloc_try::{self, Count};
 use crate::{Kernel, Rng, Scalar};
 
@@ -80,17 +81,23 @@ pub struct SolveOptions {
     pub max_iter: usize,
     /// The scalar the solves run in.
     pub precision: Precision,
+    /// Draw the first solve's fixed factor as block-diagonal times a random rotation of the
+    /// middle channels, so that the solve splits into small systems (`solve/mixing.rs`), when
+    /// the sizes allow it. `false` always solves the dense system (same kind of solution, for
+    /// comparison: `reproduce solver-scaling` times both).
+    pub grouped: bool,
 }
 
 /// `tol`: a few hundred f64 ulps of slack over the solver's rounding, well under what any
 /// network scalar can represent; `max_iter`: alternations rarely help after a few dozen;
-/// solves in `f64`.
+/// solves in `f64`; grouped first solves.
 impl Default for SolveOptions {
     fn default() -> Self {
         Self {
             tol: 1e-11,
             max_iter: 50,
             precision: Precision::F64,
+            grouped: true,
         }
     }
 }
@@ -378,7 +385,6 @@ fn workspace_values<F: Scalar>(
     k1: usize,
     k2: usize,
 ) -> Count {
-    let mat_values = mat_values::<F>;
     let run = |k1: usize, k2: usize| {
         let s = Sizes::new(c_out, c_in, c_l, k1, k2);
         let (gt, f1, f2) = (
@@ -386,20 +392,17 @@ fn workspace_values<F: Scalar>(
             kernel_values(s.cm, s.ci, s.k1),
             kernel_values(s.co, s.cm, s.k2),
         );
-        // faer's QR holds the matrix, its factors and the thin `Q`; the small-heap
-        // Gram-Schmidt works on one copy.
-        let qr = |a: Count, b: Count| {
-            if cfg!(feature = "small-heap") {
-                mat_values(a.max(b), a.min(b))
-            } else {
-                mat_values(a.max(b), a.min(b)) * 5 + 4096
-            }
-        };
+        let qr = qr_workspace::<F>;
         let init = f1.max(f2) * 2 + qr(s.cm, s.ci) + qr(s.co, s.cm);
         let solve = solve_f1_workspace::<F>(&s)
             .max(solve_f2_workspace::<F>(&s))
             .max(gt + f1.max(f2));
-        gt + f1 + f2 + init.max(solve + compose_workspace::<F>(&s))
+        // The grouped first solve, in either orientation.
+        let grouped = Shape::solving_f1(c_out, c_in, c_l, k1, k2)
+            .workspace::<F>()
+            .max(Shape::solving_f2(c_out, c_in, c_l, k1, k2).workspace::<F>());
+        let check = compose_workspace::<F>(&s);
+        gt + f1 + f2 + init.max(solve + check).max(grouped + check)
     };
     run(k1, k2).max(run(k1, 1)).max(run(1, k2))
 }
@@ -501,12 +504,35 @@ fn general<F: Scalar>(
     let kt = k1 + k2 - 1;
     let gt = pad_centered(g, kt);
     let std = init_std(g, c_l, k1.min(k2));
-    let mut f1 = random_kernel(c_l, g.inp, k1, std, rng);
-    let mut f2 = random_kernel(g.out, c_l, k2, std, rng);
     // Start with the factor whose per-channel system is under-determined, if any.
     let f1_first = c_l * k1 * k1 >= g.out * kt * kt || c_l * k2 * k2 < g.inp * kt * kt;
+    let done = |f1, f2, residual, solves, method| Decomposition {
+        f1,
+        f2,
+        algorithm: Algorithm::General,
+        condition7: cond,
+        residual,
+        solves,
+        reduced: None,
+        method,
+    };
     let mut residual = f64::INFINITY;
-    for it in 0..opts.max_iter.max(1) * 2 {
+    let (mut f1, mut f2, start) = match grouped_first(&gt, c_l, (k1, k2), f1_first, std, opts, rng)
+    {
+        Some((f1, f2, method, _)) => {
+            residual = relative_residual(&gt, &f2, &f1);
+            if residual <= opts.tol {
+                return Ok(done(f1, f2, residual, 1, method));
+            }
+            (f1, f2, 1)
+        }
+        None => (
+            random_kernel(c_l, g.inp, k1, std, rng),
+            random_kernel(g.out, c_l, k2, std, rng),
+            0,
+        ),
+    };
+    for it in start..opts.max_iter.max(1) * 2 {
         let method;
         if (it % 2 == 0) == f1_first {
             (f1, method) = solve_f1(&gt, &f2, &f1);
@@ -515,22 +541,43 @@ fn general<F: Scalar>(
         }
         residual = relative_residual(&gt, &f2, &f1);
         if residual <= opts.tol {
-            return Ok(Decomposition {
-                f1,
-                f2,
-                algorithm: Algorithm::General,
-                condition7: cond,
-                residual,
-                solves: it + 1,
-                reduced: None,
-                method,
-            });
+            return Ok(done(f1, f2, residual, it + 1, method));
         }
     }
     Err(SolveError::NotConverged {
         residual,
         tol: opts.tol,
     })
+}
+
+/// The first solve of either algorithm on sizes that group ([`mixing`](super::mixing)):
+/// draws the factor that stays fixed and the start of the other, and solves for the other
+/// (`F_l` when `for_f1`). Returns `F_l`, `F_{l+1}`, the method and the residual of the
+/// rotated system, or `None` when the sizes do not group or `opts.grouped` is off (the
+/// caller draws dense factors).
+fn grouped_first<F: Scalar>(
+    gt: &Kernel<F>,
+    c_l: usize,
+    (k1, k2): (usize, usize),
+    for_f1: bool,
+    std: f64,
+    opts: &SolveOptions,
+    rng: &mut Rng,
+) -> Option<(Kernel<F>, Kernel<F>, SolveMethod, f64)> {
+    if !opts.grouped {
+        None
+    } else if for_f1 {
+        let shape = Shape::solving_f1(gt.out, gt.inp, c_l, k1, k2);
+        let groups = shape.groups()?;
+        let r = transpose_channels(gt);
+        let d = solve_drawn(&r, shape, groups, std, random_kernel::<F>, rng);
+        Some((d.solved, transpose_channels(&d.fixed), d.method, d.residual))
+    } else {
+        let shape = Shape::solving_f2(gt.out, gt.inp, c_l, k1, k2);
+        let groups = shape.groups()?;
+        let d = solve_drawn(gt, shape, groups, std, random_kernel::<F>, rng);
+        Some((d.fixed, transpose_channels(&d.solved), d.method, d.residual))
+    }
 }
 
 /// Algorithm 2, for both the "F_l expands G" and the "F_{l+1} expands G" cases.
@@ -567,24 +614,33 @@ fn practical<F: Scalar>(
         let kt = expanding + kr - 1;
         let gt = pad_centered(g, kt);
         let std = init_std(g, c_l, expanding.min(kr));
-        let (f1, f2, method) = match case {
-            Expands::First => {
-                let f2 = random_kernel(g.out, c_l, kr, std, rng);
-                let f1 = random_kernel(c_l, g.inp, k1, std, rng);
-                let (f1, m) = solve_f1(&gt, &f2, &f1);
-                (f1, f2, m)
-            }
-            Expands::Second => {
-                let f1 = random_kernel(c_l, g.inp, kr, std, rng);
-                let f2 = random_kernel(g.out, c_l, k2, std, rng);
-                let (f2, m) = solve_f2(&gt, &f1, &f2);
-                (f1, f2, m)
-            }
+        let (k1r, k2r) = match case {
+            Expands::First => (k1, kr),
+            Expands::Second => (kr, k2),
         };
+        let for_f1 = case == Expands::First;
+        let (f1, f2, method, grouped) =
+            match grouped_first(&gt, c_l, (k1r, k2r), for_f1, std, opts, rng) {
+                Some((f1, f2, m, residual)) => (f1, f2, m, Some(residual)),
+                None if for_f1 => {
+                    let f2 = random_kernel(g.out, c_l, kr, std, rng);
+                    let f1 = random_kernel(c_l, g.inp, k1, std, rng);
+                    let (f1, m) = solve_f1(&gt, &f2, &f1);
+                    (f1, f2, m, None)
+                }
+                None => {
+                    let f1 = random_kernel(c_l, g.inp, kr, std, rng);
+                    let f2 = random_kernel(g.out, c_l, k2, std, rng);
+                    let (f2, m) = solve_f2(&gt, &f1, &f2);
+                    (f1, f2, m, None)
+                }
+            };
         solves += 1;
         // At the smallest K^r the final check below decides; above it, shrink on failure.
+        // The grouped solve measured its residual on the rotated system; the final check
+        // below composes the returned factors.
         let smallest = kr <= 2 || expanding + kr - 3 < k;
-        if smallest || relative_residual(&gt, &f2, &f1) <= opts.tol {
+        if smallest || grouped.unwrap_or_else(|| relative_residual(&gt, &f2, &f1)) <= opts.tol {
             let (mut f1, mut f2) = match case {
                 Expands::First => (f1, pad_centered(&f2, k2)),
                 Expands::Second => (pad_centered(&f1, k1), f2),

@@ -271,7 +271,7 @@ pub(crate) fn solve_f2_workspace<F: Scalar>(s: &Sizes) -> Count {
 /// `1 x 1` `h` the two rearranged right-hand sides and one `a x m` system; otherwise the
 /// deconvolution matrix `A` (`a K~^2 x m K_u^2`), the structured Gram matrix's intermediates
 /// and the `A` system.
-fn solve_factor_workspace<F: Scalar>(
+pub(crate) fn solve_factor_workspace<F: Scalar>(
     (an, mn, kh): (Count, Count, Count),
     nc: Count,
     ku: Count,
@@ -297,7 +297,7 @@ fn solve_factor_workspace<F: Scalar>(
 /// `x0`), for every column channel `c` with one factorisation.
 ///
 /// `h`: `(a, m, K_h)`; `rhs`: `(c, a, K_u + K_h - 1)`; `x0`: `(c, m, K_u)`.
-fn solve_factor<F: Scalar>(
+pub(crate) fn solve_factor<F: Scalar>(
     h: &Kernel<F>,
     rhs: &Kernel<F>,
     x0: &Kernel<F>,
