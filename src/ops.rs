@@ -408,10 +408,11 @@ flatten layers count. In a chain of --op, each path refers to the network the op
 before it produced: `depth@0` turns layer 0 into three layers, so the old layer 1 is then 3.
 
 Condition (7) (Algorithm 1 reaches zero residual in one solve):
-    min(C_l C_l-1 K1^2, C_l+1 C_l K2^2) >= C_l+1 C_l-1 (K1 + K2 - 1)^2
-counts G~, the parent's K x K kernel zero-padded to K1 + K2 - 1, not G itself: for a 3x3
-layer 4 -> 8 with cl=10,k1=3,k2=3 the factors have 360 and 720 parameters, G has 288 but
-G~ has 800, so (7) fails. The padding of a padded parent layer goes to F_l (plus
+    max(C_l C_l-1 K1^2, C_l+1 C_l K2^2) >= C_l+1 C_l-1 (K1 + K2 - 1)^2
+(the paper prints min; one solve of the factor with more unknowns is already exact) counts
+G~, the parent's K x K kernel zero-padded to K1 + K2 - 1, not G itself: for a 3x3 layer
+4 -> 8 with cl=10,k1=3,k2=3 the factors have 360 and 720 parameters, G has 288 but G~ has
+800, so (7) fails. The padding of a padded parent layer goes to F_l (plus
 (K1 + K2 - 1 - K) / 2) and F_l+1 runs unpadded, so borders stay exact. alg=auto runs
 Algorithm 1 when (7) holds and Algorithm 2 otherwise (or when Algorithm 1 misses zero).
 ";

@@ -246,14 +246,23 @@ impl fmt::Display for SolveError {
 
 impl core::error::Error for SolveError {}
 
-/// Condition (7): `min(C_l C_{l-1} K_1^2, C_{l+1} C_l K_2^2) >= C_{l+1} C_{l-1} K~^2`.
+/// Condition (7), read with `max`: `max(C_l C_{l-1} K_1^2, C_{l+1} C_l K_2^2) >=
+/// C_{l+1} C_{l-1} K~^2`, the factors' parameter counts against `G~`'s (morphism notes,
+/// section 11).
+///
+/// The paper prints `min`, but one solve of the factor with more unknowns is already exact:
+/// per input channel, solving `F_l` has `C_l K_1^2` unknowns for `C_{l+1} K~^2` equations,
+/// and per output channel, solving `F_{l+1}` has `C_l K_2^2` for `C_{l-1} K~^2`; (7) with
+/// `max` says one of the two is under-determined, and Algorithm 1 starts with that one. With
+/// `min`, `Algorithm::Auto` would skip Algorithm 1 on sizes it solves in one step (dense
+/// `20 -> 16` through 16 channels: 320 and 256 unknowns against 320 equations).
 ///
 /// Sizes whose counts overflow `usize` compare exactly when only the unknowns overflow (then
 /// (7) holds) and count as failing when the equations do (no solver could run them).
 pub fn condition7(c_in: usize, c_l: usize, c_out: usize, k1: usize, k2: usize) -> bool {
     let kt = Count::of(k1) + k2.saturating_sub(1);
     let g = Count::of(c_out) * c_in * kt * kt;
-    let unknowns = (Count::of(c_l) * c_in * k1 * k1).min(Count::of(c_out) * c_l * k2 * k2);
+    let unknowns = (Count::of(c_l) * c_in * k1 * k1).max(Count::of(c_out) * c_l * k2 * k2);
     match (unknowns.get(), g.get()) {
         (Some(u), Some(g)) => u >= g,
         (None, Some(_)) => true,
