@@ -14,9 +14,8 @@ use std::time::Instant;
 use crate::conv_parent;
 use netmorph::morph::depth::{deepen, DepthParams};
 use netmorph::plot::{svg_with, Axis, Scale, Series};
-use netmorph::solve::algorithm::Algorithm;
-use netmorph::LayerPath;
-use netmorph::Rng;
+use netmorph::solve::algorithm::{decompose, Algorithm};
+use netmorph::{Kernel, Layer, LayerPath, Rng};
 
 use super::{fail, Outcome, Output};
 
@@ -39,10 +38,11 @@ impl Settings {
         }
     }
 
-    /// CI's run: `C` up to 64, one run per case.
+    /// CI's run: `C` from 32 (the smallest that groups with `K_2 = 3`) to 64, one run per
+    /// case.
     pub fn quick() -> Self {
         Self {
-            channels: vec![16, 32, 64],
+            channels: vec![32, 64],
             repeats: 1,
         }
     }
@@ -54,6 +54,8 @@ struct Case {
     k2: usize,
     algorithm: Algorithm,
     grouped: bool,
+    /// Blocks the first solve was split into (1: dense).
+    groups: usize,
     seconds: f64,
     residual: f64,
     solves: usize,
@@ -84,12 +86,30 @@ pub fn run(settings: &Settings, out: &Output) -> Outcome<()> {
     let mut cases = Vec::new();
     for &c in &settings.channels {
         let net = conv_parent::<f32>(c, c, 3, 8, 1);
+        // The parent filter in the solve's scalar, to read how the solve was split.
+        let Some(Layer::Conv2d(conv)) = net.layers().first() else {
+            return Err(fail("benchmark parent")(
+                &"its first layer is not a convolution",
+            ));
+        };
+        let g = Kernel {
+            out: c,
+            inp: c,
+            k: 3,
+            weight: conv.kernel.weight.iter().map(|v| f64::from(*v)).collect(),
+            bias: conv.kernel.bias.iter().map(|v| f64::from(*v)).collect(),
+        };
         for k2 in [1, 3] {
             for algorithm in [Algorithm::General, Algorithm::Practical] {
                 for grouped in [true, false] {
                     let mut p = DepthParams::new(4 * c, 3, k2);
                     p.algorithm = algorithm;
                     p.solve.grouped = grouped;
+                    let what = format!(
+                        "C = {c}, K_2 = {k2}, {}, {}",
+                        algorithm.name(),
+                        if grouped { "grouped" } else { "dense" }
+                    );
                     let repeats = if !grouped && c > 256 {
                         1
                     } else {
@@ -101,32 +121,42 @@ pub fn run(settings: &Settings, out: &Output) -> Outcome<()> {
                     for _ in 0..repeats.max(1) {
                         let t = Instant::now();
                         let (_, report) = deepen(&net, &LayerPath::top(0), &p, &mut rng)
-                            .map_err(|e| fail(format!("C = {c}, K_2 = {k2}"))(&e))?;
+                            .map_err(|e| fail(&what)(&e))?;
                         times.push(t.elapsed().as_secs_f64());
                         last = Some(report);
                     }
                     let Some(report) = last else { continue };
                     if report.residual > p.solve.tol {
-                        return Err(fail(format!("C = {c}, K_2 = {k2}"))(&format!(
+                        return Err(fail(&what)(&format!(
                             "residual {:e} above {:e}",
                             report.residual, p.solve.tol
                         )));
                     }
                     times.sort_by(f64::total_cmp);
+                    // Untimed: the same solve once more, for its block count.
+                    let groups = if grouped {
+                        decompose(&g, 4 * c, 3, k2, algorithm, &p.solve, &mut Rng::seed(2))
+                            .map_err(|e| fail(&what)(&e))?
+                            .groups
+                    } else {
+                        1
+                    };
                     let case = Case {
                         channels: c,
                         k2,
                         algorithm,
                         grouped,
+                        groups,
                         seconds: times[times.len() / 2],
                         residual: report.residual,
                         solves: report.solves,
                         nonzero: report.nonzero_fraction,
                     };
                     println!(
-                        "C = {c:>3}, C_l = {:>4}, {}: {:.3} s, residual {:.1e}",
+                        "C = {c:>3}, C_l = {:>4}, {} ({} blocks): {:.3} s, residual {:.1e}",
                         4 * c,
                         case.label(),
+                        case.groups,
                         case.seconds,
                         case.residual
                     );
@@ -136,17 +166,18 @@ pub fn run(settings: &Settings, out: &Output) -> Outcome<()> {
         }
     }
     let mut csv = String::from(
-        "channels,c_l,k1,k2,algorithm,grouped,seconds,residual,solves,nonzero_fraction\n",
+        "channels,c_l,k1,k2,algorithm,grouped,blocks,seconds,residual,solves,nonzero_fraction\n",
     );
     for c in &cases {
         let _ = writeln!(
             csv,
-            "{},{},3,{},{},{},{:.6},{:e},{},{:.6}",
+            "{},{},3,{},{},{},{},{:.6},{:e},{},{:.6}",
             c.channels,
             4 * c.channels,
             c.k2,
             c.algorithm.name(),
             c.grouped,
+            c.groups,
             c.seconds,
             c.residual,
             c.solves,
@@ -157,8 +188,8 @@ pub fn run(settings: &Settings, out: &Output) -> Outcome<()> {
         "# Depth solve time against layer size\n\n`deepen` of a `3 x 3` convolution `C -> C` \
          through `C_l = 4 C` channels, `K_1 = 3`, f32 network, f64 solve; median seconds. \
          `dense` solves the whole system; the default groups it (`solve/mixing.rs`).\n\n\
-         | C | C_l | K_2 | algorithm | grouped (s) | dense (s) | speed-up | residual (grouped) | non-zero |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+         | C | C_l | K_2 | algorithm | blocks | grouped (s) | dense (s) | speed-up | residual (grouped) | non-zero |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
     );
     for g in cases.iter().filter(|c| c.grouped) {
         let dense = cases.iter().find(|d| {
@@ -166,7 +197,7 @@ pub fn run(settings: &Settings, out: &Output) -> Outcome<()> {
         });
         let _ = writeln!(
             table,
-            "| {} | {} | {} | {} | {:.3} | {} | {} | {:.1e} | {:.3} |",
+            "| {} | {} | {} | {} | {} | {:.3} | {} | {} | {:.1e} | {:.3} |",
             g.channels,
             4 * g.channels,
             g.k2,
@@ -175,6 +206,7 @@ pub fn run(settings: &Settings, out: &Output) -> Outcome<()> {
             } else {
                 "2"
             },
+            g.groups,
             g.seconds,
             dense.map_or("-".into(), |d| format!("{:.3}", d.seconds)),
             dense.map_or("-".into(), |d| format!("{:.1}x", d.seconds / g.seconds)),

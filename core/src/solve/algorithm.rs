@@ -155,6 +155,8 @@ pub struct Decomposition<F: Scalar> {
     pub reduced: Option<(Expands, usize)>,
     /// Factorisation used by the last solve.
     pub method: SolveMethod,
+    /// The blocks the first solve was split into (`solve/mixing.rs`); 1 when it was dense.
+    pub groups: usize,
 }
 
 /// Why a decomposition is impossible or failed.
@@ -515,7 +517,7 @@ fn general<F: Scalar>(
     let std = init_std(g, c_l, k1.min(k2));
     // Start with the factor whose per-channel system is under-determined, if any.
     let f1_first = c_l * k1 * k1 >= g.out * kt * kt || c_l * k2 * k2 < g.inp * kt * kt;
-    let done = |f1, f2, residual, solves, method| Decomposition {
+    let done = |f1, f2, residual, solves, method, groups| Decomposition {
         f1,
         f2,
         algorithm: Algorithm::General,
@@ -524,23 +526,32 @@ fn general<F: Scalar>(
         solves,
         reduced: None,
         method,
+        groups,
     };
     let mut residual = f64::INFINITY;
-    let (mut f1, mut f2, start) = match grouped_first(&gt, c_l, (k1, k2), f1_first, std, opts, rng)
-    {
-        Some((f1, f2, method, _)) => {
-            residual = relative_residual(&gt, &f2, &f1);
-            if residual <= opts.tol {
-                return Ok(done(f1, f2, residual, 1, method));
+    let (mut f1, mut f2, start, groups) =
+        match grouped_first(&gt, c_l, (k1, k2), f1_first, std, opts, rng) {
+            Some(first) => {
+                residual = relative_residual(&gt, &first.f2, &first.f1);
+                if residual <= opts.tol {
+                    let First {
+                        f1,
+                        f2,
+                        method,
+                        groups,
+                        ..
+                    } = first;
+                    return Ok(done(f1, f2, residual, 1, method, groups));
+                }
+                (first.f1, first.f2, 1, first.groups)
             }
-            (f1, f2, 1)
-        }
-        None => (
-            random_kernel(c_l, g.inp, k1, std, rng),
-            random_kernel(g.out, c_l, k2, std, rng),
-            0,
-        ),
-    };
+            None => (
+                random_kernel(c_l, g.inp, k1, std, rng),
+                random_kernel(g.out, c_l, k2, std, rng),
+                0,
+                1,
+            ),
+        };
     for it in start..opts.max_iter.max(1) * 2 {
         let method;
         if (it % 2 == 0) == f1_first {
@@ -550,7 +561,7 @@ fn general<F: Scalar>(
         }
         residual = relative_residual(&gt, &f2, &f1);
         if residual <= opts.tol {
-            return Ok(done(f1, f2, residual, it + 1, method));
+            return Ok(done(f1, f2, residual, it + 1, method, groups));
         }
     }
     Err(SolveError::NotConverged {
@@ -559,10 +570,18 @@ fn general<F: Scalar>(
     })
 }
 
+/// A grouped first solve's factors, method, residual of the rotated system and block count.
+struct First<F> {
+    f1: Kernel<F>,
+    f2: Kernel<F>,
+    method: SolveMethod,
+    residual: f64,
+    groups: usize,
+}
+
 /// The first solve of either algorithm on sizes that group ([`mixing`](super::mixing)):
 /// draws the factor that stays fixed and the start of the other, and solves for the other
-/// (`F_l` when `for_f1`). Returns `F_l`, `F_{l+1}`, the method and the residual of the
-/// rotated system, or `None` when the sizes do not group or `opts.grouped` is off (the
+/// (`F_l` when `for_f1`). `None` when the sizes do not group or `opts.grouped` is off (the
 /// caller draws dense factors).
 fn grouped_first<F: Scalar>(
     gt: &Kernel<F>,
@@ -572,21 +591,39 @@ fn grouped_first<F: Scalar>(
     std: f64,
     opts: &SolveOptions,
     rng: &mut Rng,
-) -> Option<(Kernel<F>, Kernel<F>, SolveMethod, f64)> {
+) -> Option<First<F>> {
     if !opts.grouped {
-        None
-    } else if for_f1 {
+        return None;
+    }
+    let (f1, f2, groups, d) = if for_f1 {
         let shape = Shape::solving_f1(gt.out, gt.inp, c_l, k1, k2);
         let groups = shape.groups()?;
         let r = transpose_channels(gt);
         let d = solve_drawn(&r, shape, groups, std, random_kernel::<F>, rng);
-        Some((d.solved, transpose_channels(&d.fixed), d.method, d.residual))
+        (
+            d.solved,
+            transpose_channels(&d.fixed),
+            groups,
+            (d.method, d.residual),
+        )
     } else {
         let shape = Shape::solving_f2(gt.out, gt.inp, c_l, k1, k2);
         let groups = shape.groups()?;
         let d = solve_drawn(gt, shape, groups, std, random_kernel::<F>, rng);
-        Some((d.fixed, transpose_channels(&d.solved), d.method, d.residual))
-    }
+        (
+            d.fixed,
+            transpose_channels(&d.solved),
+            groups,
+            (d.method, d.residual),
+        )
+    };
+    Some(First {
+        f1,
+        f2,
+        method: d.0,
+        residual: d.1,
+        groups,
+    })
 }
 
 /// Algorithm 2, for both the "F_l expands G" and the "F_{l+1} expands G" cases.
@@ -630,7 +667,7 @@ fn practical<F: Scalar>(
         let for_f1 = case == Expands::First;
         let (f1, f2, method, grouped) =
             match grouped_first(&gt, c_l, (k1r, k2r), for_f1, std, opts, rng) {
-                Some((f1, f2, m, residual)) => (f1, f2, m, Some(residual)),
+                Some(s) => (s.f1, s.f2, s.method, Some((s.residual, s.groups))),
                 None if for_f1 => {
                     let f2 = random_kernel(g.out, c_l, kr, std, rng);
                     let f1 = random_kernel(c_l, g.inp, k1, std, rng);
@@ -647,31 +684,35 @@ fn practical<F: Scalar>(
         solves += 1;
         // At the smallest K^r the final check below decides; above it, shrink on failure.
         // The grouped solve measured its residual on the rotated system; the final check
-        // below composes the returned factors.
+        // composes the returned factors, and a failure there shrinks too while it can.
         let smallest = kr <= 2 || expanding + kr - 3 < k;
-        if smallest || grouped.unwrap_or_else(|| relative_residual(&gt, &f2, &f1)) <= opts.tol {
+        let first = grouped.map_or_else(|| relative_residual(&gt, &f2, &f1), |g| g.0);
+        if smallest || first <= opts.tol {
             let (mut f1, mut f2) = match case {
                 Expands::First => (f1, pad_centered(&f2, k2)),
                 Expands::Second => (pad_centered(&f1, k1), f2),
             };
             equalize_std(&mut f1, &mut f2);
             let residual = relative_residual(&pad_centered(g, k1 + k2 - 1), &f2, &f1);
-            if residual > opts.tol {
+            if residual <= opts.tol {
+                return Ok(Decomposition {
+                    f1,
+                    f2,
+                    algorithm: Algorithm::Practical,
+                    condition7: cond,
+                    residual,
+                    solves,
+                    reduced: Some((case, kr)),
+                    method,
+                    groups: grouped.map_or(1, |g| g.1),
+                });
+            }
+            if smallest {
                 return Err(SolveError::NotConverged {
                     residual,
                     tol: opts.tol,
                 });
             }
-            return Ok(Decomposition {
-                f1,
-                f2,
-                algorithm: Algorithm::Practical,
-                condition7: cond,
-                residual,
-                solves,
-                reduced: Some((case, kr)),
-                method,
-            });
         }
         kr -= 2;
     }

@@ -17,9 +17,9 @@
 //! the dense system has 12,800 rows and 18,432 columns per input channel; in 32 groups each
 //! has 400 and 576.
 //!
-//! Grouping is used only when every group keeps at least as many unknowns as equations, so
-//! that it can be exact whenever a dense draw could (it then is the same kind of system, one
-//! per group). Otherwise the dense solve runs.
+//! Grouping is used only when every group keeps a quarter more unknowns than equations (or,
+//! with a `1 x 1` fixed factor, at least as many), so that each block is as well conditioned
+//! as a dense draw would be. Otherwise the dense solve runs.
 
 use alloc::vec::Vec;
 use core::ops::Range;
@@ -85,7 +85,8 @@ impl<F: Scalar> Mixing<F> {
                 .collect::<Vec<_>>()
         };
         let first = contiguous(rng);
-        let longest = split(n, runs, 0).len();
+        // The split puts the longer runs last.
+        let longest = split(n, runs, runs - 1).len();
         let across = (0..longest)
             .map(|v| {
                 let rows = (0..runs)
@@ -207,7 +208,7 @@ impl Shape {
     }
 
     fn kt(&self) -> usize {
-        self.kh.saturating_add(self.ku) - 1
+        self.kh.saturating_add(self.ku).saturating_sub(1)
     }
 
     /// The group counts worth trying, largest first: `a / MIN_ROWS`, then halves down to 2
@@ -226,13 +227,25 @@ impl Shape {
         core::iter::successors(Some(start), |g| Some(g / 2)).take_while(|g| *g >= 2)
     }
 
-    /// The largest group count whose every group has at least as many unknowns as equations
-    /// (`m_g K_u^2 >= a_g K~^2`), or `None` when grouping does not apply.
+    /// The largest group count whose every group has enough unknowns for its equations, or
+    /// `None` when grouping does not apply. A `1 x 1` block needs `m_g >= a_g` (its draw is
+    /// made orthonormal when nearly square, so it is well conditioned at any aspect); a
+    /// larger one needs `m_g K_u^2 >= 5/4 a_g K~^2`: a structured block that is square or
+    /// nearly so is badly conditioned, and a ragged split can make the largest group square
+    /// where the dense system still has spare unknowns (there, the dense solve runs).
     pub(crate) fn groups(&self) -> Option<usize> {
+        if self.kh == 0 || self.ku == 0 {
+            return None;
+        }
         let (ku, kt) = (self.ku as u128, self.kt() as u128);
         self.candidates().find(|&g| {
             let (a_g, m_g) = (self.a.div_ceil(g) as u128, (self.m / g) as u128);
-            m_g * ku * ku >= a_g * kt * kt
+            let (unknowns, equations) = (m_g * ku * ku, a_g * kt * kt);
+            if self.kh == 1 {
+                unknowns >= equations
+            } else {
+                unknowns.saturating_mul(4) >= equations.saturating_mul(5)
+            }
         })
     }
 
@@ -422,9 +435,9 @@ mod tests {
     #[test]
     fn grouped_solve_is_the_dense_closest_solution() {
         for (shape, seed) in [
-            (Shape::solving_f1(40, 6, 128, 3, 3), 1),
+            (Shape::solving_f1(40, 6, 144, 3, 3), 1),
             (Shape::solving_f1(24, 5, 64, 3, 1), 2),
-            (Shape::solving_f2(5, 36, 112, 3, 3), 3),
+            (Shape::solving_f2(5, 36, 128, 3, 3), 3),
             (Shape::solving_f2(7, 20, 20, 1, 3), 4),
         ] {
             let groups = shape.groups().unwrap();
@@ -466,9 +479,17 @@ mod tests {
     fn sizes_that_cannot_group_do_not() {
         // Fewer than 16 rows per group.
         assert_eq!(Shape::solving_f1(31, 8, 256, 3, 3).groups(), None);
-        // Groups would be over-determined: 2 groups of 16 rows need 400 / 9 columns each.
-        assert_eq!(Shape::solving_f1(32, 8, 80, 3, 3).groups(), None);
-        assert_eq!(Shape::solving_f1(32, 8, 90, 3, 3).groups(), Some(2));
+        // 2 groups of 16 rows need 5/4 400 / 9 columns each.
+        assert_eq!(Shape::solving_f1(32, 8, 110, 3, 3).groups(), None);
+        assert_eq!(Shape::solving_f1(32, 8, 112, 3, 3).groups(), Some(2));
+        // A ragged split that would leave one square block (35 rows, 100 channels: 18 rows
+        // and 50 channels, 450 x 450), which the review found losing f32 solves.
+        assert_eq!(Shape::solving_f1(35, 4, 100, 3, 3).groups(), None);
+        // 1 x 1 blocks may be square.
+        assert_eq!(Shape::solving_f1(32, 8, 32, 3, 1).groups(), Some(4));
+        // Zero kernels neither panic nor group.
+        assert_eq!(Shape::solving_f1(64, 8, 256, 0, 0).groups(), None);
+        assert!(workspace_bytes(4, 4, 4, 0, 0, crate::solve::algorithm::Precision::F64).is_some());
         // A kernel so much larger than the fixed one that 16 rows keep syzygies.
         assert_eq!(Shape::solving_f1(64, 8, 1 << 12, 33, 3).groups(), None);
         // Huge sizes neither overflow nor loop.
@@ -490,11 +511,11 @@ mod tests {
         warm_up();
         // (C_out, C_in, C_l, K, K_1, K_2, algorithm, which factor the first solve finds)
         let cases = [
-            (40, 24, 128, 3, 3, 3, Algorithm::General, true),
-            (40, 24, 128, 3, 3, 3, Algorithm::Practical, true),
+            (40, 24, 144, 3, 3, 3, Algorithm::General, true),
+            (40, 24, 144, 3, 3, 3, Algorithm::Practical, true),
             (48, 40, 96, 3, 3, 1, Algorithm::Practical, true),
             (12, 40, 160, 3, 1, 3, Algorithm::Practical, false),
-            (24, 40, 192, 1, 3, 3, Algorithm::General, false),
+            (24, 40, 192, 3, 1, 3, Algorithm::General, false),
         ];
         for (co, ci, cl, k, k1, k2, alg, f1_first) in cases {
             let shape = if f1_first {
@@ -518,6 +539,7 @@ mod tests {
                     let (d, peak) =
                         peak_of(|| decompose(&g32, cl, k1, k2, alg, &opts, &mut rng.clone()));
                     let d = d.unwrap();
+                    assert_eq!(Some(d.groups), shape.groups(), "{shape:?} f32");
                     let fill = |f: &Kernel<f32>| f.weight.iter().all(|v| *v != 0.0);
                     assert!(fill(&d.f1) && fill(&d.f2), "{shape:?} f32: zeros");
                     let bound = workspace_bytes(ci, cl, co, k1, k2, opts.precision);
@@ -527,6 +549,7 @@ mod tests {
                     let (d, peak) =
                         peak_of(|| decompose(&g, cl, k1, k2, alg, &opts, &mut rng.clone()));
                     let d = d.unwrap();
+                    assert_eq!(Some(d.groups), shape.groups(), "{shape:?}");
                     let fill = |f: &Kernel<f64>| f.weight.iter().all(|v| *v != 0.0);
                     assert!(fill(&d.f1) && fill(&d.f2), "{shape:?}: zeros");
                     let again = relative_residual(&pad_centered(&g, k1 + k2 - 1), &d.f2, &d.f1);
