@@ -530,15 +530,45 @@ pub fn run(settings: &Settings, seq: &Sequence, out: &Output) -> Outcome<()> {
     )?;
     let mut seconds = t0.elapsed().as_secs_f64();
     let mut epoch = settings.parent_epochs;
+    // The parent's spread over seeds.
+    let mut parents: Vec<f64> = record
+        .arm(seq.parent, seed)
+        .last()
+        .map(|r| r.test_accuracy)
+        .into_iter()
+        .collect();
+    for &other in &settings.parent_seeds {
+        let mut net = build(seq.spec, seq.act, &train, other)?;
+        let config = settings.parent.config(settings.parent_epochs, n, other);
+        let stats = record.train(
+            seq.parent,
+            other,
+            &mut net,
+            (&train, &test),
+            &config,
+            (0, 0.0),
+        )?;
+        parents.extend(stats.last().map(|s| s.test_accuracy));
+    }
     // The two lines of growth: NetMorph's and Net2Net's children, each from its own parent.
     let (mut nm, mut n2n) = (parent.clone(), parent.clone());
-    let (mut n2n_seconds, mut t) = (seconds, String::new());
+    let mut n2n_seconds = seconds;
+    let ctx = Context {
+        settings,
+        seq,
+        out,
+        seed,
+        parents,
+        sizes: (train.y.len(), test.y.len()),
+        start,
+    };
+    let steps = settings.steps.min(seq.steps.len());
     let mut after = Vec::new();
     let mut controls = Vec::new();
     // The arm whose network the next step morphs.
     let mut prev = seq.parent.to_string();
     let x = probes(&test, 200);
-    for (s, step) in seq.steps.iter().take(settings.steps).enumerate() {
+    for (s, step) in seq.steps.iter().take(steps).enumerate() {
         let config =
             settings
                 .child
@@ -654,28 +684,48 @@ pub fn run(settings: &Settings, seq: &Sequence, out: &Output) -> Outcome<()> {
             &config,
             (0, 0.0),
         )?;
+        if s + 1 < steps {
+            publish(&ctx, &record, &after, &controls)?;
+        }
     }
-    // The parent's spread over seeds.
-    let mut parents: Vec<f64> = record
-        .arm(seq.parent, seed)
-        .last()
-        .map(|r| r.test_accuracy)
-        .into_iter()
-        .collect();
-    for &other in &settings.parent_seeds {
-        let mut net = build(seq.spec, seq.act, &train, other)?;
-        let config = settings.parent.config(settings.parent_epochs, n, other);
-        let stats = record.train(
-            seq.parent,
-            other,
-            &mut net,
-            (&train, &test),
-            &config,
-            (0, 0.0),
-        )?;
-        parents.extend(stats.last().map(|s| s.test_accuracy));
-    }
-    let names = seq.names(settings.steps);
+    publish(&ctx, &record, &after, &controls)
+}
+
+/// One step's numbers right after its morph: its name, the parent's accuracy, NetMorph's,
+/// Net2Net's (with its output change), the fresh control's, the smallest non-zero fraction of
+/// NetMorph's new filters, and NetMorph's output change.
+type AfterMorph = (&'static str, f64, f64, Option<(f64, f64)>, f64, f64, f64);
+
+/// What [`publish`] needs besides the record.
+struct Context<'a> {
+    settings: &'a Settings,
+    seq: &'a Sequence,
+    out: &'a Output,
+    seed: u64,
+    parents: Vec<f64>,
+    sizes: (usize, usize),
+    start: Instant,
+}
+
+/// Writes the results of the steps done so far (`controls` has one entry per step): after
+/// every step, so that a run stopped early keeps what it finished.
+fn publish(
+    ctx: &Context<'_>,
+    record: &Record,
+    after: &[AfterMorph],
+    controls: &[(String, String)],
+) -> Outcome<()> {
+    let Context {
+        settings,
+        seq,
+        out,
+        seed,
+        ref parents,
+        sizes,
+        start,
+    } = *ctx;
+    let mut t = String::new();
+    let names = seq.names(controls.len());
     let _ = writeln!(t, "## Test accuracy at the end of each step\n\n| network | NetMorph | Net2Net | scratch (same total epochs) | fresh new layers (control) | parent trained on (control) |\n|---|---|---|---|---|---|");
     let last = |arm: &str| record.arm(arm, seed).last().map(|r| r.test_accuracy);
     let _ = writeln!(
@@ -685,10 +735,10 @@ pub fn run(settings: &Settings, seq: &Sequence, out: &Output) -> Outcome<()> {
         std::iter::once(seed)
             .chain(settings.parent_seeds.iter().copied())
             .collect::<Vec<_>>(),
-        percent(&parents),
+        percent(parents),
         percent(&last(seq.parent).into_iter().collect::<Vec<_>>())
     );
-    for (name, (on, fresh)) in names.iter().zip(&controls) {
+    for (name, (on, fresh)) in names.iter().zip(controls) {
         let cell = |arm: &str| record.last_cell(arm, seed);
         let _ = writeln!(
             t,
@@ -701,7 +751,7 @@ pub fn run(settings: &Settings, seq: &Sequence, out: &Output) -> Outcome<()> {
         );
     }
     let _ = writeln!(t, "\n## Right after each morph (before any training)\n\n| step | parent | NetMorph | Net2Net | fresh (control) | max relative output change, NetMorph / Net2Net (200 test images) | smallest non-zero fraction of NetMorph's new filters |\n|---|---|---|---|---|---|---|");
-    for (name, p, a, n2n, c, nz, da) in &after {
+    for (name, p, a, n2n, c, nz, da) in after {
         let (b, db) = n2n.map_or(("-".into(), "-".into()), |(b, db)| {
             (format!("{:.2}%", 100.0 * b), format!("{db:.1e}"))
         });
@@ -730,8 +780,8 @@ pub fn run(settings: &Settings, seq: &Sequence, out: &Output) -> Outcome<()> {
         "CIFAR-10 ({} training, {} test images, standardised per channel, no augmentation), seed {seed}. \
          cifar_{}: {} epochs, {}. Each step: {} epochs, {}. Scratch networks: the total \
          epochs up to their step, on the children's schedule. Steps run: {:?}.",
-        train.y.len(),
-        test.y.len(),
+        sizes.0,
+        sizes.1,
         seq.parent,
         settings.parent_epochs,
         settings.parent.describe(),
