@@ -764,7 +764,7 @@ fn publish(
             nz
         );
     }
-    t.push_str(&time_to_accuracy(&record, seq.parent, &names, seed));
+    t.push_str(&time_to_accuracy(record, seq.parent, &names, seed));
     print!("{t}");
     let mut arms = vec![seq.parent.to_string()];
     for name in &names {
@@ -791,7 +791,7 @@ fn publish(
     );
     let run = out.run_notes(&notes, start.elapsed().as_secs_f64());
     let svg = netmorph::plot::svg(seq.title, &plot);
-    out.write(&record, &svg, &t, &run)
+    out.write(record, &svg, &t, &run)
 }
 
 /// Experiment 6 for this run: the wall time (morphs and training since the parent started)
