@@ -62,6 +62,21 @@ struct Args {
     /// [default: 3 in full, 4 with --quick].
     #[arg(long)]
     steps: Option<usize>,
+    /// cifar-kernel-width: which half to run (the halves share nothing but the data, so one
+    /// can be rerun alone).
+    #[arg(long, value_enum, default_value_t = Part::Both)]
+    part: Part,
+}
+
+/// cifar-kernel-width's halves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Part {
+    /// cifar_base -> ksize -> width, ReLU (into NAME/).
+    Relu,
+    /// Width morphing from a TanH cifar_base (into NAME/tanh/).
+    Tanh,
+    /// Both, ReLU first.
+    Both,
 }
 
 fn main() -> ExitCode {
@@ -119,8 +134,18 @@ fn main() -> ExitCode {
                 dir: output.dir.join("tanh"),
                 command: output.command.clone(),
             };
-            cifar::run(&s, &cifar::Sequence::kernel_width(), &output)
-                .and_then(|()| cifar::run(&s, &cifar::Sequence::tanh_width(), &tanh))
+            let relu = if args.part == Part::Tanh {
+                Ok(())
+            } else {
+                cifar::run(&s, &cifar::Sequence::kernel_width(), &output)
+            };
+            relu.and_then(|()| {
+                if args.part == Part::Relu {
+                    Ok(())
+                } else {
+                    cifar::run(&s, &cifar::Sequence::tanh_width(), &tanh)
+                }
+            })
         }
         Experiment::Occupancy => {
             let s = if args.quick {

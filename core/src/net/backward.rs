@@ -462,13 +462,20 @@ fn act_backward<T: Scalar>(
         .data
         .chunks_exact(x.shape.len())
         .zip(dy.data.chunks_exact(x.shape.len()));
-    let gain = |a: T, x: T| (T::one() - a) * p.kind.derivative(x) + a;
+    // phi^a'(x) and x - phi(x) from one evaluation of phi.
+    let terms = |a: T, x: T| {
+        let (phi, d) = p.kind.phi_and_derivative(x);
+        ((T::one() - a) * d + a, x - phi)
+    };
+    // `x - phi(x)` of one channel, for its `da` sum.
+    let mut resid = alloc_try::with_capacity(if plane == 1 { 0 } else { plane })?;
     for (xs, dys) in samples {
         if plane == 1 {
             // Flat samples, one value per channel: `da` gathers elementwise over the batch.
             for (((xv, g), a), dac) in xs.iter().zip(dys).zip(&p.a).zip(&mut da) {
-                dx.push(*g * gain(*a, *xv));
-                *dac += *g * (*xv - p.kind.apply(*xv));
+                let (gain, r) = terms(*a, *xv);
+                dx.push(*g * gain);
+                *dac += *g * r;
             }
             continue;
         }
@@ -488,8 +495,13 @@ fn act_backward<T: Scalar>(
                     g * (x - if x > T::zero() { x } else { T::zero() })
                 });
             } else {
-                dx.extend(xc.iter().zip(gc).map(|(xv, g)| *g * gain(*a, *xv)));
-                *dac += sum_by(xc, gc, |x, g| g * (x - p.kind.apply(x)));
+                resid.clear();
+                for (xv, g) in xc.iter().zip(gc) {
+                    let (gain, r) = terms(*a, *xv);
+                    dx.push(*g * gain);
+                    resid.push(r);
+                }
+                *dac += sum_by(&resid, gc, |r, g| g * r);
             }
         }
     }

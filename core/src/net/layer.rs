@@ -193,32 +193,30 @@ impl ActKind {
     pub fn apply<T: Scalar>(self, x: T) -> T {
         match self {
             Self::Relu => x.max(T::zero()),
-            Self::Tanh => x.tanh(),
+            Self::Tanh => x.tanh_act(),
             Self::Sigmoid => T::one() / (T::one() + (-x).exp()),
             Self::Identity => x,
         }
     }
 
-    /// phi'(x) (ReLU: 0 at x = 0).
+    /// `(phi(x), phi'(x))` (ReLU: `phi'(0) = 0`), sharing the one evaluation of phi that
+    /// TanH and sigmoid need for both.
     #[inline]
-    pub fn derivative<T: Scalar>(self, x: T) -> T {
+    pub fn phi_and_derivative<T: Scalar>(self, x: T) -> (T, T) {
         match self {
-            Self::Relu => {
-                if x > T::zero() {
-                    T::one()
-                } else {
-                    T::zero()
-                }
-            }
+            Self::Relu => (
+                x.max(T::zero()),
+                if x > T::zero() { T::one() } else { T::zero() },
+            ),
             Self::Tanh => {
-                let t = x.tanh();
-                T::one() - t * t
+                let t = x.tanh_act();
+                (t, T::one() - t * t)
             }
             Self::Sigmoid => {
                 let s = self.apply(x);
-                s * (T::one() - s)
+                (s, s * (T::one() - s))
             }
-            Self::Identity => T::one(),
+            Self::Identity => (x, T::one()),
         }
     }
 
