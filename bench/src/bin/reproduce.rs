@@ -62,6 +62,10 @@ struct Args {
     /// [default: 3 in full, 4 with --quick].
     #[arg(long)]
     steps: Option<usize>,
+    /// cifar-depth and cifar-kernel-width: how many more seeds the parent alone is trained
+    /// with, for its spread [default: 2 in full (seeds 1 and 2), 0 with --quick].
+    #[arg(long)]
+    parent_seeds: Option<u64>,
     /// cifar-kernel-width: which half to run (the halves share nothing but the data, so one
     /// can be rerun alone).
     #[arg(long, value_enum, default_value_t = Part::Both)]
@@ -122,14 +126,16 @@ fn main() -> ExitCode {
                 cifar::Settings::full(cifar)
             };
             s.steps = args.steps.unwrap_or(s.steps);
+            s.set_parent_seeds(args.parent_seeds);
             cifar::run(&s, &cifar::Sequence::depth(), &output)
         }
         Experiment::CifarKernelWidth => {
-            let s = if args.quick {
+            let mut s = if args.quick {
                 cifar::Settings::quick(cifar)
             } else {
                 cifar::Settings::full(cifar)
             };
+            s.set_parent_seeds(args.parent_seeds);
             let tanh = Output {
                 dir: output.dir.join("tanh"),
                 command: output.command.clone(),

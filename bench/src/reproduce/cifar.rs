@@ -498,6 +498,14 @@ impl Settings {
             ..Self::full(cifar)
         }
     }
+
+    /// Trains the parent alone with `extra` more seeds (1, 2, ...) for its spread; `None`
+    /// keeps the run's default.
+    pub fn set_parent_seeds(&mut self, extra: Option<u64>) {
+        if let Some(extra) = extra {
+            self.parent_seeds = (1..=extra).map(|i| self.seed.wrapping_add(i)).collect();
+        }
+    }
 }
 
 /// Runs the experiment and writes its results.

@@ -1,0 +1,251 @@
+//! Adapters, the device and the buffers kernels read and write.
+
+use std::sync::mpsc;
+
+use wgpu::util::DeviceExt;
+
+use crate::matmul::MatmulPipeline;
+use crate::GpuError;
+
+/// Which adapter [`Gpu::open`] takes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdapterChoice {
+    /// The first of the kinds discrete GPU, integrated GPU, virtual GPU, software (CPU), in
+    /// that order of preference.
+    Default,
+    /// The adapter at this index of [`Gpu::adapters`].
+    Index(usize),
+    /// The first adapter whose name contains this text (case-insensitive).
+    Name(String),
+}
+
+/// One adapter as [`Gpu::adapters`] lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdapterSummary {
+    /// Its index, for [`AdapterChoice::Index`].
+    pub index: usize,
+    /// Its name (`NVIDIA H200`, `llvmpipe (LLVM 15.0.6, 256 bits)`).
+    pub name: String,
+    /// Backend, device type and driver, in words.
+    pub details: String,
+}
+
+/// An open GPU device: its queue, the compiled kernels and the adapter's name.
+pub struct Gpu {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) matmul: MatmulPipeline,
+    name: String,
+    limits: wgpu::Limits,
+}
+
+fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+fn all_adapters() -> Vec<wgpu::Adapter> {
+    pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()))
+}
+
+fn summary(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
+    let info = adapter.get_info();
+    AdapterSummary {
+        index,
+        name: info.name.clone(),
+        details: format!(
+            "{:?}, {:?}, driver {} {}",
+            info.backend, info.device_type, info.driver, info.driver_info
+        ),
+    }
+}
+
+/// Preference of [`AdapterChoice::Default`]: lower is better.
+fn rank(adapter: &wgpu::Adapter) -> u8 {
+    match adapter.get_info().device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    }
+}
+
+impl Gpu {
+    /// Every adapter the installed drivers offer, in a fixed order.
+    pub fn adapters() -> Vec<AdapterSummary> {
+        all_adapters()
+            .iter()
+            .enumerate()
+            .map(|(i, a)| summary(i, a))
+            .collect()
+    }
+
+    /// Opens a device on the chosen adapter, with the adapter's own limits (not WebGPU's
+    /// smaller defaults), and compiles the kernels.
+    ///
+    /// # Errors
+    /// [`GpuError::NoAdapter`] when no adapter exists, [`GpuError::AdapterNotFound`] (with
+    /// the list) when none matches `choice`, [`GpuError::RequestDevice`] when the adapter
+    /// refuses a device.
+    pub fn open(choice: &AdapterChoice) -> Result<Self, GpuError> {
+        let mut adapters = all_adapters();
+        if adapters.is_empty() {
+            return Err(GpuError::NoAdapter);
+        }
+        let at = match choice {
+            AdapterChoice::Default => adapters
+                .iter()
+                .enumerate()
+                .min_by_key(|(i, a)| (rank(a), *i))
+                .map(|(i, _)| i),
+            AdapterChoice::Index(i) => (*i < adapters.len()).then_some(*i),
+            AdapterChoice::Name(part) => {
+                let part = part.to_lowercase();
+                adapters
+                    .iter()
+                    .position(|a| a.get_info().name.to_lowercase().contains(&part))
+            }
+        };
+        let Some(at) = at else {
+            let available = adapters
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    let s = summary(i, a);
+                    format!("  {}: {} ({})", s.index, s.name, s.details)
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            let wanted = match choice {
+                AdapterChoice::Default => "the default".to_string(),
+                AdapterChoice::Index(i) => format!("index {i}"),
+                AdapterChoice::Name(n) => n.clone(),
+            };
+            return Err(GpuError::AdapterNotFound { wanted, available });
+        };
+        let adapter = adapters.swap_remove(at);
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("netmorph"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| GpuError::RequestDevice(e.to_string()))?;
+        let matmul = MatmulPipeline::new(&device);
+        Ok(Self {
+            device,
+            queue,
+            matmul,
+            name: adapter.get_info().name,
+            limits,
+        })
+    }
+
+    /// The adapter's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Checks that a storage buffer of `len` f32 values fits the adapter's limits.
+    pub(crate) fn check_len(&self, what: &str, len: usize) -> Result<u64, GpuError> {
+        let bytes = u64::try_from(len)
+            .ok()
+            .and_then(|n| n.checked_mul(4))
+            .filter(|b| {
+                *b <= self.limits.max_buffer_size
+                    && *b <= self.limits.max_storage_buffer_binding_size
+            })
+            .ok_or_else(|| {
+                GpuError::Shape(format!(
+                    "{what}: {len} values do not fit one storage buffer of this adapter \
+                     ({} bytes at most)",
+                    self.limits.max_storage_buffer_binding_size
+                ))
+            })?;
+        Ok(bytes.max(4))
+    }
+
+    /// A storage buffer holding `data` (kernels read it; it can be copied from).
+    pub(crate) fn upload(&self, what: &str, data: &[f32]) -> Result<wgpu::Buffer, GpuError> {
+        self.check_len(what, data.len())?;
+        // A zero-sized binding is invalid: an empty input gets one unused value.
+        let data: &[f32] = if data.is_empty() { &[0.0] } else { data };
+        Ok(self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(what),
+                contents: bytemuck::cast_slice(data),
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+            }))
+    }
+
+    /// An output buffer of `len` values, every one NaN, so that a value a kernel fails to
+    /// write shows up in the result instead of passing as a stale or zero value.
+    pub(crate) fn poisoned(&self, what: &str, len: usize) -> Result<wgpu::Buffer, GpuError> {
+        self.check_len(what, len)?;
+        self.upload(what, &vec![f32::NAN; len])
+    }
+
+    /// Runs the commands `record` encodes and waits for them; errors the device reports
+    /// while validating or running them come back as [`GpuError::Device`].
+    pub(crate) fn run(
+        &self,
+        record: impl FnOnce(&mut wgpu::CommandEncoder),
+    ) -> Result<(), GpuError> {
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let memory = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        record(&mut encoder);
+        self.queue.submit([encoder.finish()]);
+        self.wait()?;
+        // Scopes pop in reverse order of pushing.
+        for scope in [memory, validation] {
+            if let Some(e) = pollster::block_on(scope.pop()) {
+                return Err(GpuError::Device(e.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    fn wait(&self) -> Result<(), GpuError> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| GpuError::Device(e.to_string()))
+    }
+
+    /// Copies the first `len` values of `buffer` back to the host.
+    pub(crate) fn download(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>, GpuError> {
+        let bytes = self.check_len("download", len)?;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("staging"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.run(|e| e.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes))?;
+        let (tx, rx) = mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            // The receiver waits below; a failed send means it is gone, nothing to tell.
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        rx.recv()
+            .map_err(|e| GpuError::Device(e.to_string()))?
+            .map_err(|e| GpuError::Device(e.to_string()))?;
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| GpuError::Device(e.to_string()))?;
+        let values = bytemuck::cast_slice::<u8, f32>(&view)[..len].to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(values)
+    }
+}

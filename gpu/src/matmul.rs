@@ -1,0 +1,228 @@
+//! The tiled matrix product every dense (and, later, convolution) kernel is built on.
+
+use wgpu::util::DeviceExt;
+
+use crate::{Gpu, GpuError};
+
+/// Sizes and strides of `C = A B`: `A` is `m x k` with element `(i, p)` at
+/// `i * a_row + p * a_col`, `B` is `k x n` with `(p, j)` at `p * b_row + j * b_col`, and `C`
+/// is `m x n`, row-major. Transposed operands are just other strides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Product {
+    /// Rows of `A` and `C`.
+    pub m: usize,
+    /// Columns of `A`, rows of `B`.
+    pub k: usize,
+    /// Columns of `B` and `C`.
+    pub n: usize,
+    /// `A`'s row stride.
+    pub a_row: usize,
+    /// `A`'s column stride.
+    pub a_col: usize,
+    /// `B`'s row stride.
+    pub b_row: usize,
+    /// `B`'s column stride.
+    pub b_col: usize,
+}
+
+impl Product {
+    /// Both operands dense and row-major.
+    pub const fn row_major(m: usize, k: usize, n: usize) -> Self {
+        Self {
+            m,
+            k,
+            n,
+            a_row: k,
+            a_col: 1,
+            b_row: n,
+            b_col: 1,
+        }
+    }
+
+    /// The values `C` has (`m * n`), or `None` when that overflows.
+    pub fn out_len(&self) -> Option<usize> {
+        self.m.checked_mul(self.n)
+    }
+
+    /// Checks the operands' lengths against the strides, and that every index fits the
+    /// shader's 32-bit arithmetic; returns the shader's uniform block.
+    fn dims(&self, a: usize, b: usize, bias: Option<usize>) -> Result<[u32; 8], GpuError> {
+        // One past the last element a stride pattern reads.
+        let reach = |rows: usize, cols: usize, rs: usize, cs: usize| -> Option<usize> {
+            if rows == 0 || cols == 0 {
+                return Some(0);
+            }
+            (rows - 1)
+                .checked_mul(rs)?
+                .checked_add((cols - 1).checked_mul(cs)?)?
+                .checked_add(1)
+        };
+        let bad = |e: String| GpuError::Shape(e);
+        let need_a = reach(self.m, self.k, self.a_row, self.a_col)
+            .ok_or_else(|| bad(format!("{self:?}: A's indices overflow")))?;
+        let need_b = reach(self.k, self.n, self.b_row, self.b_col)
+            .ok_or_else(|| bad(format!("{self:?}: B's indices overflow")))?;
+        let out = self
+            .out_len()
+            .ok_or_else(|| bad(format!("{self:?}: C's size overflows")))?;
+        if a < need_a || b < need_b {
+            return Err(bad(format!(
+                "{self:?} reads {need_a} values of A and {need_b} of B; given {a} and {b}"
+            )));
+        }
+        if let Some(len) = bias.filter(|len| *len != self.n) {
+            return Err(bad(format!(
+                "a bias of {len} values for {} columns",
+                self.n
+            )));
+        }
+        let max = need_a.max(need_b).max(out).max(self.k);
+        let u = |v: usize| {
+            u32::try_from(v).map_err(|_| bad(format!("{self:?}: {max} exceeds 32-bit indices")))
+        };
+        // Indices the shader computes stay below `max`; the strides themselves too.
+        u(max)?;
+        Ok([
+            u(self.m)?,
+            u(self.n)?,
+            u(self.k)?,
+            u(self.a_row)?,
+            u(self.a_col)?,
+            u(self.b_row)?,
+            u(self.b_col)?,
+            u32::from(bias.is_some()),
+        ])
+    }
+}
+
+/// The compiled product kernel and its bind group layout.
+pub(crate) struct MatmulPipeline {
+    pipeline: wgpu::ComputePipeline,
+}
+
+impl MatmulPipeline {
+    pub(crate) fn new(device: &wgpu::Device) -> Self {
+        let module = device.create_shader_module(wgpu::include_wgsl!("shaders/matmul.wgsl"));
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("matmul"),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: wgpu::PipelineCompilationOptions::default(),
+            cache: None,
+        });
+        Self { pipeline }
+    }
+}
+
+/// Operand buffers of one product, with their lengths in values.
+pub(crate) struct Operands<'a> {
+    pub a: (&'a wgpu::Buffer, usize),
+    pub b: (&'a wgpu::Buffer, usize),
+    pub bias: Option<(&'a wgpu::Buffer, usize)>,
+    pub c: (&'a wgpu::Buffer, usize),
+}
+
+/// Output tile edge, as in the shader.
+const TILE: usize = 16;
+
+impl Gpu {
+    /// Records `C = A B (+ bias)` into `encoder` on buffers already on the GPU.
+    ///
+    /// # Errors
+    /// [`GpuError::Shape`] when the buffers are too short for `p`, `C` is not `m * n`, or
+    /// the grid exceeds the adapter's dispatch limit.
+    pub(crate) fn encode_matmul(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        p: &Product,
+        ops: &Operands<'_>,
+    ) -> Result<(), GpuError> {
+        let dims = p.dims(ops.a.1, ops.b.1, ops.bias.map(|b| b.1))?;
+        if Some(ops.c.1) != p.out_len() {
+            return Err(GpuError::Shape(format!(
+                "{p:?} writes {:?} values into a buffer of {}",
+                p.out_len(),
+                ops.c.1
+            )));
+        }
+        let groups = |v: usize| {
+            u32::try_from(v.div_ceil(TILE))
+                .ok()
+                .filter(|g| *g <= self.device.limits().max_compute_workgroups_per_dimension)
+                .ok_or_else(|| {
+                    GpuError::Shape(format!("{p:?}: more workgroups than the adapter allows"))
+                })
+        };
+        let (gx, gy) = (groups(p.n)?, groups(p.m)?);
+        if gx == 0 || gy == 0 {
+            return Ok(());
+        }
+        let uniform = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("matmul dims"),
+                contents: bytemuck::cast_slice(&dims),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        // Without a bias the shader never reads binding 3; A stands in for it.
+        let bias = ops.bias.map_or(ops.a.0, |b| b.0);
+        let layout = self.matmul.pipeline.get_bind_group_layout(0);
+        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("matmul"),
+            layout: &layout,
+            entries: &[
+                entry(0, &uniform),
+                entry(1, ops.a.0),
+                entry(2, ops.b.0),
+                entry(3, bias),
+                entry(4, ops.c.0),
+            ],
+        });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+        pass.set_pipeline(&self.matmul.pipeline);
+        pass.set_bind_group(0, &bind, &[]);
+        pass.dispatch_workgroups(gx, gy, 1);
+        Ok(())
+    }
+
+    /// `C = A B (+ bias)` on host slices: uploads, runs and reads `C` back (`m * n` values,
+    /// row-major).
+    ///
+    /// # Errors
+    /// [`GpuError::Shape`] when the slices are too short for `p` or too large for the
+    /// adapter; [`GpuError::Device`] when the GPU fails.
+    pub fn matmul(
+        &self,
+        p: &Product,
+        a: &[f32],
+        b: &[f32],
+        bias: Option<&[f32]>,
+    ) -> Result<Vec<f32>, GpuError> {
+        let out = p
+            .out_len()
+            .ok_or_else(|| GpuError::Shape(format!("{p:?}: C's size overflows")))?;
+        p.dims(a.len(), b.len(), bias.map(<[f32]>::len))?;
+        let (ab, bb) = (self.upload("A", a)?, self.upload("B", b)?);
+        let biasb = bias.map(|v| self.upload("bias", v)).transpose()?;
+        let cb = self.poisoned("C", out)?;
+        let ops = Operands {
+            a: (&ab, a.len()),
+            b: (&bb, b.len()),
+            bias: biasb.as_ref().zip(bias.map(<[f32]>::len)),
+            c: (&cb, out),
+        };
+        let mut result = Ok(());
+        self.run(|e| result = self.encode_matmul(e, p, &ops))?;
+        result?;
+        self.download(&cb, out)
+    }
+}
+
+/// A whole-buffer binding.
+pub(crate) fn entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry {
+        binding,
+        resource: buffer.as_entire_binding(),
+    }
+}

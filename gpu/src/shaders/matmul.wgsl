@@ -1,0 +1,58 @@
+// C (m x n, row-major, dense) = A (m x k) B (k x n) [+ bias (n)], A and B read through
+// arbitrary strides (so either may be a transposed view). 16 x 16 output tiles, each
+// workgroup stepping through k in 16-wide slabs staged in workgroup memory.
+
+struct Dims {
+    m: u32,
+    n: u32,
+    k: u32,
+    a_row: u32,
+    a_col: u32,
+    b_row: u32,
+    b_col: u32,
+    // 1: add bias[col].
+    with_bias: u32,
+}
+
+@group(0) @binding(0) var<uniform> d: Dims;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> c: array<f32>;
+
+const TILE: u32 = 16u;
+var<workgroup> ta: array<array<f32, 16>, 16>;
+var<workgroup> tb: array<array<f32, 16>, 16>;
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(local_invocation_id) l: vec3<u32>, @builtin(workgroup_id) g: vec3<u32>) {
+    let row = g.y * TILE + l.y;
+    let col = g.x * TILE + l.x;
+    var acc = 0.0;
+    let slabs = (d.k + TILE - 1u) / TILE;
+    for (var s = 0u; s < slabs; s++) {
+        let ka = s * TILE + l.x;
+        var va = 0.0;
+        if (row < d.m && ka < d.k) {
+            va = a[row * d.a_row + ka * d.a_col];
+        }
+        ta[l.y][l.x] = va;
+        let kb = s * TILE + l.y;
+        var vb = 0.0;
+        if (kb < d.k && col < d.n) {
+            vb = b[kb * d.b_row + col * d.b_col];
+        }
+        tb[l.y][l.x] = vb;
+        workgroupBarrier();
+        for (var i = 0u; i < TILE; i++) {
+            acc = fma(ta[l.y][i], tb[i][l.x], acc);
+        }
+        workgroupBarrier();
+    }
+    if (row < d.m && col < d.n) {
+        if (d.with_bias == 1u) {
+            acc += bias[col];
+        }
+        c[row * d.n + col] = acc;
+    }
+}
