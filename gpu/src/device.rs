@@ -173,15 +173,16 @@ impl Gpu {
         self.check_len(what, data.len())?;
         // A zero-sized binding is invalid: an empty input gets one unused value.
         let data: &[f32] = if data.is_empty() { &[0.0] } else { data };
-        Ok(self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(what),
-                contents: bytemuck::cast_slice(data),
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST,
-            }))
+        self.scoped(|| {
+            self.device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(what),
+                    contents: bytemuck::cast_slice(data),
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                })
+        })
     }
 
     /// An output buffer of `len` values, every one NaN, so that a value a kernel fails to
@@ -191,27 +192,35 @@ impl Gpu {
         self.upload(what, &vec![f32::NAN; len])
     }
 
-    /// Runs the commands `record` encodes and waits for them; errors the device reports
-    /// while validating or running them come back as [`GpuError::Device`].
-    pub(crate) fn run(
-        &self,
-        record: impl FnOnce(&mut wgpu::CommandEncoder),
-    ) -> Result<(), GpuError> {
+    /// Calls `f` (which creates resources, or records, submits and waits for work) with the
+    /// device's validation and out-of-memory errors caught: they come back as
+    /// [`GpuError::Device`] instead of reaching wgpu's default handler, which panics.
+    fn scoped<T>(&self, f: impl FnOnce() -> T) -> Result<T, GpuError> {
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let memory = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let mut encoder = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-        record(&mut encoder);
-        self.queue.submit([encoder.finish()]);
-        self.wait()?;
+        let value = f();
         // Scopes pop in reverse order of pushing.
         for scope in [memory, validation] {
             if let Some(e) = pollster::block_on(scope.pop()) {
                 return Err(GpuError::Device(e.to_string()));
             }
         }
-        Ok(())
+        Ok(value)
+    }
+
+    /// Runs the commands `record` encodes and waits for them.
+    pub(crate) fn run(
+        &self,
+        record: impl FnOnce(&mut wgpu::CommandEncoder),
+    ) -> Result<(), GpuError> {
+        self.scoped(|| {
+            let mut encoder = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+            record(&mut encoder);
+            self.queue.submit([encoder.finish()]);
+            self.wait()
+        })?
     }
 
     fn wait(&self) -> Result<(), GpuError> {
@@ -224,12 +233,14 @@ impl Gpu {
     /// Copies the first `len` values of `buffer` back to the host.
     pub(crate) fn download(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>, GpuError> {
         let bytes = self.check_len("download", len)?;
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("staging"),
-            size: bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let staging = self.scoped(|| {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("staging"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
         self.run(|e| e.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes))?;
         let (tx, rx) = mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {

@@ -76,7 +76,12 @@ impl Product {
                 self.n
             )));
         }
-        let max = need_a.max(need_b).max(out).max(self.k);
+        // The shader rounds k up to whole 16-wide slabs.
+        let slabs = self
+            .k
+            .checked_add(TILE - 1)
+            .ok_or_else(|| bad(format!("{self:?}: k overflows")))?;
+        let max = need_a.max(need_b).max(out).max(slabs);
         let u = |v: usize| {
             u32::try_from(v).map_err(|_| bad(format!("{self:?}: {max} exceeds 32-bit indices")))
         };

@@ -139,6 +139,17 @@ fn matmul_refuses_operands_too_short_for_their_strides() {
     assert!(e.to_string().contains("bias"), "{e}");
     let huge = Product::row_major(usize::MAX, 2, 2);
     assert!(gpu.matmul(&huge, &[1.0; 4], &[1.0; 4], None).is_err());
+    // Zero strides read one value however long k is; a k whose 16-wide slabs overflow the
+    // shader's 32-bit count is refused instead of summing nothing.
+    let wraps = Product {
+        a_row: 0,
+        a_col: 0,
+        b_row: 0,
+        b_col: 0,
+        ..Product::row_major(1, u32::MAX as usize - 1, 1)
+    };
+    let e = gpu.matmul(&wraps, &[1.0], &[1.0], None).unwrap_err();
+    assert!(matches!(e, GpuError::Shape(_)), "{e}");
 }
 
 /// A one-layer dense network, its CPU forward output and gradients, against the GPU's.

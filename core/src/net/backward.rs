@@ -468,7 +468,8 @@ fn act_backward<T: Scalar>(
         ((T::one() - a) * d + a, x - phi)
     };
     // `x - phi(x)` of one channel, for its `da` sum.
-    let mut resid = alloc_try::with_capacity(if plane == 1 { 0 } else { plane })?;
+    let per_channel = plane > 1 && p.kind != ActKind::Relu;
+    let mut resid = alloc_try::with_capacity(if per_channel { plane } else { 0 })?;
     for (xs, dys) in samples {
         if plane == 1 {
             // Flat samples, one value per channel: `da` gathers elementwise over the batch.
