@@ -3,6 +3,7 @@
 
 use netmorph_core::{Kernel, Tensor};
 
+use crate::kernels::Command;
 use crate::matmul::{Operands, Product};
 use crate::{Gpu, GpuError};
 
@@ -113,11 +114,10 @@ pub fn backward(
         ),
         (dy_t(1), (&dyb, dy.len()), (&ones, batch), (&dbb, out)),
     ];
-    let mut result = Ok(());
-    gpu.run(|e| {
-        result = products.iter().try_for_each(|(p, a, b, c)| {
-            gpu.encode_matmul(
-                e,
+    let dispatches = products
+        .iter()
+        .map(|(p, a, b, c)| {
+            gpu.matmul_dispatch(
                 p,
                 &Operands {
                     a: *a,
@@ -126,9 +126,10 @@ pub fn backward(
                     c: *c,
                 },
             )
-        });
-    })?;
-    result?;
+            .map(Command::Run)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    gpu.run(|e| Gpu::record(e, &dispatches))?;
     Ok(DenseGradients {
         input: gpu.download(&dxb, dx_len)?,
         weight: gpu.download(&dwb, w_len)?,

@@ -4,6 +4,7 @@ use std::sync::mpsc;
 
 use wgpu::util::DeviceExt;
 
+use crate::kernels::Kernels;
 use crate::matmul::MatmulPipeline;
 use crate::GpuError;
 
@@ -30,11 +31,14 @@ pub struct AdapterSummary {
     pub details: String,
 }
 
-/// An open GPU device: its queue, the compiled kernels and the adapter's name.
+/// An open GPU device: its queue, the compiled kernels and the adapter's name. Clones share
+/// the device.
+#[derive(Clone)]
 pub struct Gpu {
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,
     pub(crate) matmul: MatmulPipeline,
+    pub(crate) kernels: Kernels,
     name: String,
     limits: wgpu::Limits,
 }
@@ -134,11 +138,17 @@ impl Gpu {
             trace: wgpu::Trace::Off,
         }))
         .map_err(|e| GpuError::RequestDevice(e.to_string()))?;
+        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let matmul = MatmulPipeline::new(&device);
+        let kernels = Kernels::new(&device);
+        if let Some(e) = pollster::block_on(validation.pop()) {
+            return Err(GpuError::Device(format!("compiling the kernels: {e}")));
+        }
         Ok(Self {
             device,
             queue,
             matmul,
+            kernels,
             name: adapter.get_info().name,
             limits,
         })
@@ -195,7 +205,7 @@ impl Gpu {
     /// Calls `f` (which creates resources, or records, submits and waits for work) with the
     /// device's validation and out-of-memory errors caught: they come back as
     /// [`GpuError::Device`] instead of reaching wgpu's default handler, which panics.
-    fn scoped<T>(&self, f: impl FnOnce() -> T) -> Result<T, GpuError> {
+    pub(crate) fn scoped<T>(&self, f: impl FnOnce() -> T) -> Result<T, GpuError> {
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let memory = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let value = f();
@@ -208,8 +218,8 @@ impl Gpu {
         Ok(value)
     }
 
-    /// Runs the commands `record` encodes and waits for them.
-    pub(crate) fn run(
+    /// Submits the commands `record` encodes, without waiting for them.
+    pub(crate) fn submit(
         &self,
         record: impl FnOnce(&mut wgpu::CommandEncoder),
     ) -> Result<(), GpuError> {
@@ -219,8 +229,16 @@ impl Gpu {
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
             record(&mut encoder);
             self.queue.submit([encoder.finish()]);
-            self.wait()
-        })?
+        })
+    }
+
+    /// Runs the commands `record` encodes and waits for them.
+    pub(crate) fn run(
+        &self,
+        record: impl FnOnce(&mut wgpu::CommandEncoder),
+    ) -> Result<(), GpuError> {
+        self.submit(record)?;
+        self.wait()
     }
 
     fn wait(&self) -> Result<(), GpuError> {

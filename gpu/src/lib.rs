@@ -32,7 +32,9 @@
 pub mod dense;
 mod device;
 mod error;
+mod kernels;
 mod matmul;
+pub mod train;
 
 pub use device::{AdapterChoice, AdapterSummary, Gpu};
 pub use error::GpuError;

@@ -2,6 +2,7 @@
 
 use wgpu::util::DeviceExt;
 
+use crate::kernels::{Command, Dispatch};
 use crate::{Gpu, GpuError};
 
 /// Sizes and strides of `C = A B`: `A` is `m x k` with element `(i, p)` at
@@ -46,7 +47,7 @@ impl Product {
 
     /// Checks the operands' lengths against the strides, and that every index fits the
     /// shader's 32-bit arithmetic; returns the shader's uniform block.
-    fn dims(&self, a: usize, b: usize, bias: Option<usize>) -> Result<[u32; 8], GpuError> {
+    fn dims(&self, a: usize, b: usize, bias: Option<(usize, Axis)>) -> Result<[u32; 8], GpuError> {
         // One past the last element a stride pattern reads.
         let reach = |rows: usize, cols: usize, rs: usize, cs: usize| -> Option<usize> {
             if rows == 0 || cols == 0 {
@@ -70,11 +71,17 @@ impl Product {
                 "{self:?} reads {need_a} values of A and {need_b} of B; given {a} and {b}"
             )));
         }
-        if let Some(len) = bias.filter(|len| *len != self.n) {
-            return Err(bad(format!(
-                "a bias of {len} values for {} columns",
-                self.n
-            )));
+        match bias {
+            Some((len, Axis::Columns)) if len != self.n => {
+                return Err(bad(format!(
+                    "a bias of {len} values for {} columns",
+                    self.n
+                )));
+            }
+            Some((len, Axis::Rows)) if len != self.m => {
+                return Err(bad(format!("a bias of {len} values for {} rows", self.m)));
+            }
+            _ => {}
         }
         // The shader rounds k up to whole 16-wide slabs.
         let slabs = self
@@ -95,12 +102,17 @@ impl Product {
             u(self.a_col)?,
             u(self.b_row)?,
             u(self.b_col)?,
-            u32::from(bias.is_some()),
+            match bias {
+                None => 0,
+                Some((_, Axis::Columns)) => 1,
+                Some((_, Axis::Rows)) => 2,
+            },
         ])
     }
 }
 
 /// The compiled product kernel and its bind group layout.
+#[derive(Clone)]
 pub(crate) struct MatmulPipeline {
     pipeline: wgpu::ComputePipeline,
 }
@@ -120,11 +132,19 @@ impl MatmulPipeline {
     }
 }
 
+/// What a bias is added along: one value per column of `C` (a dense layer on row-major
+/// samples) or per row (a layer on channel-major activations).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Axis {
+    Columns,
+    Rows,
+}
+
 /// Operand buffers of one product, with their lengths in values.
 pub(crate) struct Operands<'a> {
     pub a: (&'a wgpu::Buffer, usize),
     pub b: (&'a wgpu::Buffer, usize),
-    pub bias: Option<(&'a wgpu::Buffer, usize)>,
+    pub bias: Option<(&'a wgpu::Buffer, usize, Axis)>,
     pub c: (&'a wgpu::Buffer, usize),
 }
 
@@ -132,18 +152,18 @@ pub(crate) struct Operands<'a> {
 const TILE: usize = 16;
 
 impl Gpu {
-    /// Records `C = A B (+ bias)` into `encoder` on buffers already on the GPU.
+    /// `C = A B (+ bias)` on buffers already on the GPU, bound and ready to record.
     ///
     /// # Errors
     /// [`GpuError::Shape`] when the buffers are too short for `p`, `C` is not `m * n`, or
-    /// the grid exceeds the adapter's dispatch limit.
-    pub(crate) fn encode_matmul(
+    /// the grid exceeds the adapter's dispatch limit; [`GpuError::Device`] when the GPU
+    /// refuses the resources.
+    pub(crate) fn matmul_dispatch(
         &self,
-        encoder: &mut wgpu::CommandEncoder,
         p: &Product,
         ops: &Operands<'_>,
-    ) -> Result<(), GpuError> {
-        let dims = p.dims(ops.a.1, ops.b.1, ops.bias.map(|b| b.1))?;
+    ) -> Result<Dispatch, GpuError> {
+        let dims = p.dims(ops.a.1, ops.b.1, ops.bias.map(|b| (b.1, b.2)))?;
         if Some(ops.c.1) != p.out_len() {
             return Err(GpuError::Shape(format!(
                 "{p:?} writes {:?} values into a buffer of {}",
@@ -159,36 +179,35 @@ impl Gpu {
                     GpuError::Shape(format!("{p:?}: more workgroups than the adapter allows"))
                 })
         };
-        let (gx, gy) = (groups(p.n)?, groups(p.m)?);
-        if gx == 0 || gy == 0 {
-            return Ok(());
-        }
-        let uniform = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("matmul dims"),
-                contents: bytemuck::cast_slice(&dims),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
+        let groups = (groups(p.n)?, groups(p.m)?);
         // Without a bias the shader never reads binding 3; A stands in for it.
         let bias = ops.bias.map_or(ops.a.0, |b| b.0);
         let layout = self.matmul.pipeline.get_bind_group_layout(0);
-        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("matmul"),
-            layout: &layout,
-            entries: &[
-                entry(0, &uniform),
-                entry(1, ops.a.0),
-                entry(2, ops.b.0),
-                entry(3, bias),
-                entry(4, ops.c.0),
-            ],
-        });
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-        pass.set_pipeline(&self.matmul.pipeline);
-        pass.set_bind_group(0, &bind, &[]);
-        pass.dispatch_workgroups(gx, gy, 1);
-        Ok(())
+        let bind = self.scoped(|| {
+            let uniform = self
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("matmul dims"),
+                    contents: bytemuck::cast_slice(&dims),
+                    usage: wgpu::BufferUsages::UNIFORM,
+                });
+            self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("matmul"),
+                layout: &layout,
+                entries: &[
+                    entry(0, &uniform),
+                    entry(1, ops.a.0),
+                    entry(2, ops.b.0),
+                    entry(3, bias),
+                    entry(4, ops.c.0),
+                ],
+            })
+        })?;
+        Ok(Dispatch {
+            pipeline: self.matmul.pipeline.clone(),
+            bind,
+            groups,
+        })
     }
 
     /// `C = A B (+ bias)` on host slices: uploads, runs and reads `C` back (`m * n` values,
@@ -207,19 +226,21 @@ impl Gpu {
         let out = p
             .out_len()
             .ok_or_else(|| GpuError::Shape(format!("{p:?}: C's size overflows")))?;
-        p.dims(a.len(), b.len(), bias.map(<[f32]>::len))?;
+        p.dims(a.len(), b.len(), bias.map(|v| (v.len(), Axis::Columns)))?;
         let (ab, bb) = (self.upload("A", a)?, self.upload("B", b)?);
         let biasb = bias.map(|v| self.upload("bias", v)).transpose()?;
         let cb = self.poisoned("C", out)?;
         let ops = Operands {
             a: (&ab, a.len()),
             b: (&bb, b.len()),
-            bias: biasb.as_ref().zip(bias.map(<[f32]>::len)),
+            bias: biasb
+                .as_ref()
+                .zip(bias)
+                .map(|(b, v)| (b, v.len(), Axis::Columns)),
             c: (&cb, out),
         };
-        let mut result = Ok(());
-        self.run(|e| result = self.encode_matmul(e, p, &ops))?;
-        result?;
+        let dispatch = self.matmul_dispatch(p, &ops)?;
+        self.run(|e| Gpu::record(e, &[Command::Run(dispatch)]))?;
         self.download(&cb, out)
     }
 }

@@ -7,44 +7,8 @@
 use netmorph_core::{Kernel, Layer, Network, Rng, Shape, Tensor};
 use netmorph_gpu::{dense, AdapterChoice, Gpu, GpuError, Product};
 
-/// The default adapter; `None` (after saying so) where there is none and CI is not set.
-fn gpu(test: &str) -> Option<Gpu> {
-    match Gpu::open(&AdapterChoice::Default) {
-        Ok(gpu) => Some(gpu),
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{test}: CI=true needs a GPU adapter (Mesa's lavapipe at least): {e}")
-        }
-        Err(e) => {
-            eprintln!("{test}: skipped, no GPU: {e}");
-            None
-        }
-    }
-}
-
-/// `n` values uniform in `[-1, -0.1] u [0.1, 1]`: random and never zero.
-fn values(rng: &mut Rng, n: usize) -> Vec<f32> {
-    (0..n)
-        .map(|_| {
-            let u = rng.uniform() * 2.0 - 1.0;
-            (u.signum() * (0.1 + 0.9 * u.abs())) as f32
-        })
-        .collect()
-}
-
-/// `max |got - want| / max |want|` (norm-wise relative error), and that `got` has no NaN.
-fn relative_error(got: &[f32], want: &[f32]) -> f64 {
-    assert_eq!(got.len(), want.len());
-    assert!(
-        got.iter().all(|v| v.is_finite()),
-        "unwritten (NaN) or infinite output"
-    );
-    let scale = want.iter().fold(0.0f64, |m, v| m.max(f64::from(v.abs())));
-    let diff = got
-        .iter()
-        .zip(want)
-        .fold(0.0f64, |m, (g, w)| m.max(f64::from(g - w).abs()));
-    diff / scale
-}
+mod common;
+use common::{gpu, relative_error, values};
 
 /// A row-major product on the CPU in f64, rounded once.
 fn reference(p: &Product, a: &[f32], b: &[f32]) -> Vec<f32> {

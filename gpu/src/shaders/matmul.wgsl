@@ -1,4 +1,4 @@
-// C (m x n, row-major, dense) = A (m x k) B (k x n) [+ bias (n)], A and B read through
+// C (m x n, row-major, dense) = A (m x k) B (k x n) [+ bias per column or per row], A and B read through
 // arbitrary strides (so either may be a transposed view). 16 x 16 output tiles, each
 // workgroup stepping through k in 16-wide slabs staged in workgroup memory.
 
@@ -10,7 +10,7 @@ struct Dims {
     a_col: u32,
     b_row: u32,
     b_col: u32,
-    // 1: add bias[col].
+    // 1: add bias[col]; 2: add bias[row].
     with_bias: u32,
 }
 
@@ -52,6 +52,8 @@ fn main(@builtin(local_invocation_id) l: vec3<u32>, @builtin(workgroup_id) g: ve
     if (row < d.m && col < d.n) {
         if (d.with_bias == 1u) {
             acc += bias[col];
+        } else if (d.with_bias == 2u) {
+            acc += bias[row];
         }
         c[row * d.n + col] = acc;
     }

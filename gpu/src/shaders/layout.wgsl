@@ -1,0 +1,49 @@
+// Layout changes and sums of activations.
+// Parameters: 0 C, 1 N, 2 plane (H W), 3 values.
+
+@group(0) @binding(1) var<storage, read_write> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(3) var<storage, read_write> other: array<f32>;
+
+// Flatten: (c, s, p) at (c N + s) plane + p becomes feature c plane + p of sample s, at
+// (c plane + p) N + s.
+@compute @workgroup_size(256)
+fn flatten(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+           @builtin(local_invocation_index) local: u32) {
+    let i = flat_index(wg, groups, local);
+    if (i >= param(3u)) {
+        return;
+    }
+    let n = param(1u);
+    let plane = param(2u);
+    let s = i % n;
+    let f = i / n;
+    dst[i] = src[((f / plane) * n + s) * plane + f % plane];
+}
+
+// The inverse of flatten (its backward pass).
+@compute @workgroup_size(256)
+fn unflatten(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+             @builtin(local_invocation_index) local: u32) {
+    let i = flat_index(wg, groups, local);
+    if (i >= param(3u)) {
+        return;
+    }
+    let n = param(1u);
+    let plane = param(2u);
+    let p = i % plane;
+    let s = (i / plane) % n;
+    let c = i / (plane * n);
+    dst[i] = src[(c * plane + p) * n + s];
+}
+
+// dst = src + other (a ParallelSum's branches, forward and backward).
+@compute @workgroup_size(256)
+fn add(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+       @builtin(local_invocation_index) local: u32) {
+    let i = flat_index(wg, groups, local);
+    if (i >= param(3u)) {
+        return;
+    }
+    dst[i] = src[i] + other[i];
+}

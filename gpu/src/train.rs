@@ -1,0 +1,839 @@
+//! Training on the GPU. [`Trainer`] uploads a core [`Network`] and its optimiser state once;
+//! every step then writes only the batch and its labels, records the forward pass, the loss,
+//! the backward pass and the SGD update into one command buffer and submits it without
+//! waiting. The batch losses collect in a GPU buffer and come back when asked for
+//! ([`Trainer::losses`]); the network comes back as an ordinary core network
+//! ([`Trainer::network`]) to be morphed, saved or uploaded again.
+//!
+//! Activations are channel-major over the batch on the GPU (value `(c, s, y, x)` at
+//! `((c N + s) H + y) W + x`): a convolution is then one product `W col` for the whole batch,
+//! and each P-activation channel is one contiguous run. Batches are reordered on upload.
+
+use netmorph_core::train::{Sgd, SgdConfig};
+use netmorph_core::{ActKind, Conv2d, Kernel, Layer, Network, Pool, Shape, Tensor};
+
+use crate::kernels::{Command, Op, Threads};
+use crate::matmul::{Axis, Operands, Product};
+use crate::{Gpu, GpuError};
+
+/// Batch losses that wait on the GPU before they are read back; a step past this many
+/// reads them first.
+const SLOTS: usize = 1024;
+
+/// Which learning rate a parameter takes (the `rate` parameter of `shaders/sgd.wgsl`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rate {
+    Weight = 0,
+    Bias = 1,
+    A = 2,
+}
+
+/// One parameter tensor on the GPU: values, gradient, velocity.
+struct Param {
+    w: wgpu::Buffer,
+    g: wgpu::Buffer,
+    v: wgpu::Buffer,
+    len: usize,
+    rate: Rate,
+}
+
+/// The parameter tensors of `layers` in the order every walk here takes: weights then bias
+/// of each dense or convolution layer, `a` of each P-activation, branches in order.
+fn tensors<'a>(layers: &'a [Layer<f32>], out: &mut Vec<(&'a [f32], Rate)>) {
+    for l in layers {
+        match l {
+            Layer::Dense(k) | Layer::Conv2d(Conv2d { kernel: k, .. }) => {
+                out.push((&k.weight, Rate::Weight));
+                out.push((&k.bias, Rate::Bias));
+            }
+            Layer::Activation(p) => out.push((&p.a, Rate::A)),
+            Layer::ParallelSum(bs) => bs.iter().for_each(|b| tensors(b, out)),
+            Layer::MaxPool2d(_) | Layer::AvgPool2d(_) | Layer::Flatten => {}
+        }
+    }
+}
+
+/// Overwrites the parameter tensors of `layers`, in [`tensors`]' order, from `values`.
+fn fill(layers: &mut [Layer<f32>], values: &mut impl Iterator<Item = Vec<f32>>) {
+    for l in layers {
+        match l {
+            Layer::Dense(k) | Layer::Conv2d(Conv2d { kernel: k, .. }) => {
+                k.weight = values.next().unwrap_or_default();
+                k.bias = values.next().unwrap_or_default();
+            }
+            Layer::Activation(p) => p.a = values.next().unwrap_or_default(),
+            Layer::ParallelSum(bs) => bs.iter_mut().for_each(|b| fill(b, values)),
+            Layer::MaxPool2d(_) | Layer::AvgPool2d(_) | Layer::Flatten => {}
+        }
+    }
+}
+
+/// An activation on the GPU: its values and, where some layer needs it, its gradient.
+struct Blob {
+    val: wgpu::Buffer,
+    grad: Option<wgpu::Buffer>,
+    shape: Shape,
+}
+
+/// How far a submission runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Stage {
+    Forward,
+    Backward,
+    Update,
+}
+
+/// The buffers and commands of a step at one batch size.
+struct Plan {
+    n: usize,
+    input: wgpu::Buffer,
+    labels: wgpu::Buffer,
+    /// Forward pass, loss and metrics.
+    forward: Vec<Command>,
+    /// Backward pass: every parameter's gradient.
+    backward: Vec<Command>,
+    /// SGD update.
+    update: Vec<Command>,
+}
+
+/// Builds a [`Plan`]: walks the layers once, creating each output and gradient buffer and
+/// the forward and backward commands of each layer.
+struct Builder<'a> {
+    gpu: &'a Gpu,
+    params: &'a [Param],
+    step: &'a wgpu::Buffer,
+    n: usize,
+    next_param: usize,
+    forward: Vec<Command>,
+    /// Each layer's backward commands, in forward order (they run reversed).
+    backward: Vec<Vec<Command>>,
+}
+
+/// `a * b` for sizes, or a [`GpuError::Shape`] naming `what`.
+fn mul(what: &str, a: usize, b: usize) -> Result<usize, GpuError> {
+    a.checked_mul(b)
+        .ok_or_else(|| GpuError::Shape(format!("{what}: {a} x {b} values overflow")))
+}
+
+fn u(v: usize) -> Result<u32, GpuError> {
+    u32::try_from(v).map_err(|_| GpuError::Shape(format!("{v} exceeds 32-bit indices")))
+}
+
+impl Builder<'_> {
+    fn param(&mut self) -> Result<&Param, GpuError> {
+        let p = self.params.get(self.next_param).ok_or_else(|| {
+            GpuError::Shape("the network has more parameters than uploaded".into())
+        })?;
+        self.next_param += 1;
+        Ok(p)
+    }
+
+    fn values(&self, what: &str, shape: Shape) -> Result<(wgpu::Buffer, usize), GpuError> {
+        let len = mul(what, self.n, shape.len())?;
+        Ok((self.gpu.poisoned(what, len)?, len))
+    }
+
+    /// A new activation of `shape` with a gradient buffer.
+    fn blob(&self, what: &str, shape: Shape) -> Result<Blob, GpuError> {
+        let (val, _) = self.values(what, shape)?;
+        let (grad, _) = self.values(what, shape)?;
+        Ok(Blob {
+            val,
+            grad: Some(grad),
+            shape,
+        })
+    }
+
+    fn op(
+        &self,
+        op: Op,
+        params: &[u32],
+        buffers: &[&wgpu::Buffer],
+        threads: Threads,
+    ) -> Result<Command, GpuError> {
+        self.gpu
+            .dispatch(op, params, buffers, self.step, threads)
+            .map(Command::Run)
+    }
+
+    fn product(&self, p: Product, ops: &Operands<'_>) -> Result<Command, GpuError> {
+        self.gpu.matmul_dispatch(&p, ops).map(Command::Run)
+    }
+
+    /// Layers `layers` on `x`; returns the output.
+    fn seq(&mut self, layers: &[Layer<f32>], mut x: Blob) -> Result<Blob, GpuError> {
+        for l in layers {
+            x = self.layer(l, &x)?;
+        }
+        Ok(x)
+    }
+
+    fn layer(&mut self, l: &Layer<f32>, x: &Blob) -> Result<Blob, GpuError> {
+        match l {
+            Layer::Dense(k) => self.linear(k, 1, 0, x),
+            Layer::Conv2d(c) => self.linear(&c.kernel, c.stride, c.pad, x),
+            Layer::MaxPool2d(p) => self.pool(p, true, x),
+            Layer::AvgPool2d(p) => self.pool(p, false, x),
+            Layer::Flatten => self.flatten(x),
+            Layer::Activation(p) => self.activation(p.kind, x),
+            Layer::ParallelSum(bs) => self.parallel(bs, x),
+        }
+    }
+
+    /// A dense layer (`k = 1` on a flat blob) or a convolution: `Y = W col(X) + b`.
+    fn linear(
+        &mut self,
+        kernel: &Kernel<f32>,
+        stride: usize,
+        pad: usize,
+        x: &Blob,
+    ) -> Result<Blob, GpuError> {
+        let (w, dw) = {
+            let w = self.param()?;
+            (w.w.clone(), w.g.clone())
+        };
+        let (bias, db) = {
+            let b = self.param()?;
+            (b.w.clone(), b.g.clone())
+        };
+        let (s, k) = (x.shape, kernel.k);
+        let span = |len: usize| {
+            (len + 2 * pad)
+                .checked_sub(k)
+                .map(|v| v / stride.max(1) + 1)
+        };
+        let (Some(oh), Some(ow)) = (span(s.h), span(s.w)) else {
+            return Err(GpuError::Shape(format!("a {k} x {k} window on {s:?}")));
+        };
+        let out = Shape::image(kernel.out, oh, ow);
+        let y = self.blob("activation", out)?;
+        let rows = mul("patch", kernel.inp, k * k)?;
+        let cols = mul("patch", self.n, oh * ow)?;
+        // A 1 x 1 kernel at stride 1 without padding reads the input as it is.
+        let direct = k == 1 && stride == 1 && pad == 0;
+        let col = if direct {
+            None
+        } else {
+            let len = mul("patches", rows, cols)?;
+            Some((self.gpu.poisoned("patches", len)?, len))
+        };
+        let conv = [s.c, self.n, s.h, s.w, k, stride, pad, oh, ow]
+            .map(u)
+            .into_iter()
+            .collect::<Result<Vec<u32>, _>>()?;
+        let x_len = mul("input", self.n, s.len())?;
+        let (b_buf, b_len) = match &col {
+            Some((buf, len)) => {
+                let mut p = conv.clone();
+                p.push(u(*len)?);
+                let im2col = self.op(Op::Im2col, &p, &[&x.val, buf], Threads::Each(*len))?;
+                self.forward.push(im2col);
+                (buf, *len)
+            }
+            None => (&x.val, x_len),
+        };
+        let y_len = mul("output", kernel.out, cols)?;
+        let fwd = self.product(
+            Product::row_major(kernel.out, rows, cols),
+            &Operands {
+                a: (&w, kernel.weight.len()),
+                b: (b_buf, b_len),
+                bias: Some((&bias, kernel.out, Axis::Rows)),
+                c: (&y.val, y_len),
+            },
+        )?;
+        self.forward.push(fwd);
+        let dy = y.grad.as_ref().unwrap_or(&y.val);
+        let ones = self.gpu.upload("ones", &vec![1.0; cols])?;
+        let mut back = vec![
+            // dW = dY col^T.
+            self.product(
+                Product {
+                    b_row: 1,
+                    b_col: cols,
+                    ..Product::row_major(kernel.out, cols, rows)
+                },
+                &Operands {
+                    a: (dy, y_len),
+                    b: (b_buf, b_len),
+                    bias: None,
+                    c: (&dw, kernel.weight.len()),
+                },
+            )?,
+            // db = dY 1.
+            self.product(
+                Product::row_major(kernel.out, cols, 1),
+                &Operands {
+                    a: (dy, y_len),
+                    b: (&ones, cols),
+                    bias: None,
+                    c: (&db, kernel.out),
+                },
+            )?,
+        ];
+        if let Some(dx) = &x.grad {
+            // dcol = W^T dY, into the patches (read for the last time above) or dX itself.
+            let target = col.as_ref().map_or((dx, x_len), |(buf, len)| (buf, *len));
+            back.push(self.product(
+                Product {
+                    a_row: 1,
+                    a_col: rows,
+                    ..Product::row_major(rows, kernel.out, cols)
+                },
+                &Operands {
+                    a: (&w, kernel.weight.len()),
+                    b: (dy, y_len),
+                    bias: None,
+                    c: target,
+                },
+            )?);
+            if let Some((buf, _)) = &col {
+                let mut p = conv;
+                p.push(u(x_len)?);
+                back.push(self.op(Op::Col2im, &p, &[buf, dx], Threads::Each(x_len))?);
+            }
+        }
+        self.backward.push(back);
+        Ok(y)
+    }
+
+    fn pool(&mut self, p: &Pool, max: bool, x: &Blob) -> Result<Blob, GpuError> {
+        let s = x.shape;
+        let (Some(oh), Some(ow)) = (p.out_len(s.h), p.out_len(s.w)) else {
+            return Err(GpuError::Shape(format!(
+                "a {} x {} pool on {s:?}",
+                p.k, p.k
+            )));
+        };
+        let y = self.blob("pooled", Shape::image(s.c, oh, ow))?;
+        let planes = mul("planes", s.c, self.n)?;
+        let y_len = mul("pooled", planes, oh * ow)?;
+        let x_len = mul("input", planes, s.h * s.w)?;
+        let params = [planes, s.h, s.w, oh, ow, p.k, p.stride, y_len]
+            .map(u)
+            .into_iter()
+            .collect::<Result<Vec<u32>, _>>()?;
+        let dy = y.grad.as_ref().unwrap_or(&y.val);
+        let mut back = Vec::new();
+        if max {
+            let winner = self.gpu.poisoned("winners", y_len)?;
+            let fwd = self.op(
+                Op::MaxForward,
+                &params,
+                &[&x.val, &y.val, &winner],
+                Threads::Each(y_len),
+            )?;
+            self.forward.push(fwd);
+            if let Some(dx) = &x.grad {
+                back.push(self.op(
+                    Op::MaxBackward,
+                    &params,
+                    &[dy, dx, &winner],
+                    Threads::Each(x_len),
+                )?);
+            }
+        } else {
+            let fwd = self.op(
+                Op::AvgForward,
+                &params,
+                &[&x.val, &y.val],
+                Threads::Each(y_len),
+            )?;
+            self.forward.push(fwd);
+            if let Some(dx) = &x.grad {
+                back.push(self.op(Op::AvgBackward, &params, &[dy, dx], Threads::Each(x_len))?);
+            }
+        }
+        self.backward.push(back);
+        Ok(y)
+    }
+
+    fn flatten(&mut self, x: &Blob) -> Result<Blob, GpuError> {
+        let s = x.shape;
+        let y = self.blob("flat", Shape::flat(s.len()))?;
+        let len = mul("flatten", self.n, s.len())?;
+        let params = [s.c, self.n, s.h * s.w, len]
+            .map(u)
+            .into_iter()
+            .collect::<Result<Vec<u32>, _>>()?;
+        let fwd = self.op(Op::Flatten, &params, &[&x.val, &y.val], Threads::Each(len))?;
+        self.forward.push(fwd);
+        let mut back = Vec::new();
+        if let (Some(dx), Some(dy)) = (&x.grad, &y.grad) {
+            back.push(self.op(Op::Unflatten, &params, &[dy, dx], Threads::Each(len))?);
+        }
+        self.backward.push(back);
+        Ok(y)
+    }
+
+    fn activation(&mut self, kind: ActKind, x: &Blob) -> Result<Blob, GpuError> {
+        let (a, da) = {
+            let p = self.param()?;
+            (p.w.clone(), p.g.clone())
+        };
+        let s = x.shape;
+        let y = self.blob("activated", s)?;
+        let len = mul("activation", self.n, s.len())?;
+        let plane = mul("activation", self.n, s.h * s.w)?;
+        let phi = match kind {
+            ActKind::Relu => 0,
+            ActKind::Tanh => 1,
+            ActKind::Sigmoid => 2,
+            ActKind::Identity => 3,
+        };
+        let params = [phi, u(len)?, u(plane)?];
+        let fwd = self.op(
+            Op::ActForward,
+            &params,
+            &[&x.val, &a, &y.val],
+            Threads::Each(len),
+        )?;
+        self.forward.push(fwd);
+        let dy = y.grad.as_ref().unwrap_or(&y.val);
+        let mut back = vec![self.op(
+            Op::ActDa,
+            &params,
+            &[&x.val, &a, dy, &da],
+            Threads::Groups(s.c),
+        )?];
+        if let Some(dx) = &x.grad {
+            back.push(self.op(
+                Op::ActBackward,
+                &params,
+                &[&x.val, &a, dy, dx],
+                Threads::Each(len),
+            )?);
+        }
+        self.backward.push(back);
+        Ok(y)
+    }
+
+    /// Branches on the same input, outputs summed. Backward: the output's gradient is
+    /// copied to every branch, and the branches' input gradients are summed.
+    fn parallel(&mut self, branches: &[Vec<Layer<f32>>], x: &Blob) -> Result<Blob, GpuError> {
+        let len = mul("parallel", self.n, x.shape.len())?;
+        // The sum of the branches' input gradients runs last in the backward pass, so it
+        // is pushed first.
+        let at = self.backward.len();
+        self.backward.push(Vec::new());
+        let mut outs = Vec::with_capacity(branches.len());
+        let mut dxs = Vec::with_capacity(branches.len());
+        for b in branches {
+            let dx = x
+                .grad
+                .as_ref()
+                .map(|_| self.values("branch gradient", x.shape).map(|v| v.0))
+                .transpose()?;
+            let input = Blob {
+                val: x.val.clone(),
+                grad: dx.clone(),
+                shape: x.shape,
+            };
+            dxs.extend(dx);
+            outs.push(self.seq(b, input)?);
+        }
+        let Some(shape) = outs.first().map(|o| o.shape) else {
+            return Err(GpuError::Shape("a parallel block without branches".into()));
+        };
+        let y = self.blob("sum", shape)?;
+        let y_len = mul("sum", self.n, shape.len())?;
+        let sum = |me: &Self, parts: &[&wgpu::Buffer], to: &wgpu::Buffer, n: usize| {
+            let mut cmds = Vec::new();
+            let params = [0, 0, 0, u(n)?];
+            match parts {
+                [only] => cmds.push(Command::Copy {
+                    from: (*only).clone(),
+                    to: to.clone(),
+                    bytes: 4 * n as u64,
+                }),
+                [a, rest @ ..] => {
+                    let mut acc = *a;
+                    for p in rest {
+                        cmds.push(me.op(Op::Add, &params, &[acc, to, p], Threads::Each(n))?);
+                        acc = to;
+                    }
+                }
+                [] => {}
+            }
+            Ok::<_, GpuError>(cmds)
+        };
+        let vals: Vec<&wgpu::Buffer> = outs.iter().map(|o| &o.val).collect();
+        let fwd = sum(self, &vals, &y.val, y_len)?;
+        self.forward.extend(fwd);
+        if let Some(dx) = &x.grad {
+            let parts: Vec<&wgpu::Buffer> = dxs.iter().collect();
+            self.backward[at] = sum(self, &parts, dx, len)?;
+        }
+        let dy = y.grad.as_ref().unwrap_or(&y.val);
+        let copies = outs
+            .iter()
+            .filter_map(|o| o.grad.as_ref())
+            .map(|g| Command::Copy {
+                from: dy.clone(),
+                to: g.clone(),
+                bytes: 4 * y_len as u64,
+            })
+            .collect();
+        self.backward.push(copies);
+        Ok(y)
+    }
+}
+
+/// A network training on the GPU. See the [module docs](self).
+pub struct Trainer {
+    gpu: Gpu,
+    net: Network<f32>,
+    config: SgdConfig,
+    iter: usize,
+    params: Vec<Param>,
+    /// The `Step` uniform of `shaders/common.wgsl`.
+    step: wgpu::Buffer,
+    /// `SLOTS` pairs (loss sum, hits).
+    metrics: wgpu::Buffer,
+    /// Slots written since the last read, and the batch size of each.
+    written: Vec<usize>,
+    /// Mean losses of steps read back but not yet taken by [`Trainer::losses`].
+    pending: Vec<f64>,
+    plans: Vec<Plan>,
+}
+
+impl Trainer {
+    /// Uploads `net`'s parameters and `sgd`'s velocity (zeros if it has none yet) and
+    /// iteration count.
+    ///
+    /// # Errors
+    /// [`GpuError::Shape`] when a tensor does not fit the adapter or `sgd`'s velocity does
+    /// not match `net`; [`GpuError::Device`] when the GPU fails.
+    pub fn new(gpu: &Gpu, net: &Network<f32>, sgd: &Sgd<f32>) -> Result<Self, GpuError> {
+        let mut weights = Vec::new();
+        tensors(net.layers(), &mut weights);
+        let mut velocity = Vec::new();
+        if let Some(v) = sgd.velocity() {
+            tensors(v, &mut velocity);
+            if velocity.len() != weights.len()
+                || velocity
+                    .iter()
+                    .zip(&weights)
+                    .any(|(v, w)| v.0.len() != w.0.len())
+            {
+                return Err(GpuError::Shape(
+                    "the optimiser's momentum belongs to another network".into(),
+                ));
+            }
+        }
+        let params = weights
+            .iter()
+            .enumerate()
+            .map(|(i, (w, rate))| {
+                let v = match velocity.get(i) {
+                    Some((v, _)) => gpu.upload("velocity", v)?,
+                    None => gpu.upload("velocity", &vec![0.0; w.len()])?,
+                };
+                Ok(Param {
+                    w: gpu.upload("parameter", w)?,
+                    g: gpu.poisoned("gradient", w.len())?,
+                    v,
+                    len: w.len(),
+                    rate: *rate,
+                })
+            })
+            .collect::<Result<Vec<_>, GpuError>>()?;
+        let step = gpu.scoped(|| {
+            gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("step"),
+                size: 16,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        Ok(Self {
+            gpu: gpu.clone(),
+            net: net.clone(),
+            config: *sgd.config(),
+            iter: sgd.iteration(),
+            params,
+            step,
+            metrics: gpu.poisoned("metrics", 2 * SLOTS)?,
+            written: Vec::new(),
+            pending: Vec::new(),
+            plans: Vec::new(),
+        })
+    }
+
+    /// The plan for batches of `n`, built the first time.
+    fn plan(&mut self, n: usize) -> Result<&Plan, GpuError> {
+        if let Some(at) = self.plans.iter().position(|p| p.n == n) {
+            return Ok(&self.plans[at]);
+        }
+        let mut b = Builder {
+            gpu: &self.gpu,
+            params: &self.params,
+            step: &self.step,
+            n,
+            next_param: 0,
+            forward: Vec::new(),
+            backward: Vec::new(),
+        };
+        let shape = self.net.input_shape();
+        let (input, _) = b.values("input", shape)?;
+        let x = Blob {
+            val: input.clone(),
+            grad: None,
+            shape,
+        };
+        let logits = b.seq(self.net.layers(), x)?;
+        let classes = logits.shape.len();
+        let labels = self.gpu.upload("labels", &vec![0.0; n])?;
+        let per_sample = b.values("losses", Shape::flat(2))?.0;
+        let dlogits = logits.grad.as_ref().unwrap_or(&logits.val);
+        let softmax = b.op(
+            Op::Softmax,
+            &[u(classes)?, u(n)?],
+            &[&logits.val, &labels, dlogits, &per_sample],
+            Threads::Each(n),
+        )?;
+        let metrics = b.op(
+            Op::Metrics,
+            &[u(n)?],
+            &[&per_sample, &self.metrics],
+            Threads::Groups(1),
+        )?;
+        b.forward.extend([softmax, metrics]);
+        let backward: Vec<Command> = b.backward.drain(..).rev().flatten().collect();
+        let mut update = Vec::with_capacity(self.params.len());
+        for p in &self.params {
+            let (m, wd) = (self.config.momentum as f32, self.config.weight_decay as f32);
+            let wd = if p.rate == Rate::Weight { wd } else { 0.0 };
+            let params = [
+                u(p.len)?,
+                p.rate as u32,
+                m.to_bits(),
+                wd.to_bits(),
+                u32::from(p.rate == Rate::A),
+            ];
+            update.push(b.op(Op::Sgd, &params, &[&p.w, &p.g, &p.v], Threads::Each(p.len))?);
+        }
+        let forward = b.forward;
+        self.plans.push(Plan {
+            n,
+            input,
+            labels,
+            forward,
+            backward,
+            update,
+        });
+        Ok(&self.plans[self.plans.len() - 1])
+    }
+
+    /// Checks a batch and writes it, its labels and this step's uniform values.
+    fn load(&mut self, x: &Tensor<f32>, labels: &[usize], lr: f64) -> Result<(), GpuError> {
+        let (shape, classes) = (self.net.input_shape(), self.net.output_shape().len());
+        if x.shape != shape || x.n == 0 || Some(x.data.len()) != x.n.checked_mul(shape.len()) {
+            return Err(GpuError::Shape(format!(
+                "a batch of {} samples of {:?} ({} values) for a network on {shape:?}",
+                x.n,
+                x.shape,
+                x.data.len()
+            )));
+        }
+        if labels.len() != x.n || labels.iter().any(|l| *l >= classes) {
+            return Err(GpuError::Shape(format!(
+                "{} labels in 0..{classes} needed for {} samples",
+                x.n, x.n
+            )));
+        }
+        let slot = self.written.len() as u32;
+        let rates = [
+            lr,
+            lr * self.config.bias_lr_mult,
+            lr * self.config.a_lr_mult,
+        ];
+        let mut step = [0u32; 4];
+        for (s, r) in step.iter_mut().zip(rates) {
+            *s = (r as f32).to_bits();
+        }
+        step[3] = slot;
+        // Samples are row-major (s, c, p) on the host and channel-major (c, s, p) here.
+        let plane = shape.h * shape.w;
+        let mut cm = vec![0.0f32; x.data.len()];
+        for (s, sample) in x.data.chunks_exact(shape.len()).enumerate() {
+            for (c, values) in sample.chunks_exact(plane).enumerate() {
+                let at = (c * x.n + s) * plane;
+                cm[at..at + plane].copy_from_slice(values);
+            }
+        }
+        let ids: Vec<u32> = labels.iter().map(|l| *l as u32).collect();
+        let (queue, step_buf) = (self.gpu.queue.clone(), self.step.clone());
+        let plan = self.plan(x.n)?;
+        queue.write_buffer(&plan.input, 0, bytemuck::cast_slice(&cm));
+        queue.write_buffer(&plan.labels, 0, bytemuck::cast_slice(&ids));
+        queue.write_buffer(&step_buf, 0, bytemuck::cast_slice(&step));
+        self.written.push(x.n);
+        Ok(())
+    }
+
+    /// Submits the plan for `n` up to `last` without waiting.
+    fn submit(&self, n: usize, last: Stage) -> Result<(), GpuError> {
+        let Some(plan) = self.plans.iter().find(|p| p.n == n) else {
+            return Ok(());
+        };
+        self.gpu.submit(|e| {
+            Gpu::record(e, &plan.forward);
+            if last >= Stage::Backward {
+                Gpu::record(e, &plan.backward);
+            }
+            if last >= Stage::Update {
+                Gpu::record(e, &plan.update);
+            }
+        })
+    }
+
+    /// Queues one SGD step on a batch (`x` row-major as on the CPU, `labels` below the
+    /// number of classes); returns without waiting for the GPU.
+    ///
+    /// # Errors
+    /// [`GpuError::Shape`] when the batch does not fit the network or a buffer does not fit
+    /// the adapter; [`GpuError::Device`] when the GPU fails.
+    pub fn step(&mut self, x: &Tensor<f32>, labels: &[usize]) -> Result<(), GpuError> {
+        if self.written.len() == SLOTS {
+            self.flush_steps()?;
+        }
+        let lr = self.config.lr_at(self.iter);
+        self.load(x, labels, lr)?;
+        self.submit(x.n, Stage::Update)?;
+        self.iter += 1;
+        Ok(())
+    }
+
+    /// The gradients of the mean loss on a batch with respect to every parameter, in the
+    /// network's layout (as the core's `Network::param_gradients` gives them), without an
+    /// update. The batch's loss counts among [`Trainer::losses`].
+    ///
+    /// # Errors
+    /// As [`Trainer::step`].
+    pub fn gradients(
+        &mut self,
+        x: &Tensor<f32>,
+        labels: &[usize],
+    ) -> Result<Vec<Layer<f32>>, GpuError> {
+        if self.written.len() == SLOTS {
+            self.flush_steps()?;
+        }
+        self.load(x, labels, 0.0)?;
+        self.submit(x.n, Stage::Backward)?;
+        let values = self
+            .params
+            .iter()
+            .map(|p| self.gpu.download(&p.g, p.len))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(self.rebuild(values)?.into_layers())
+    }
+
+    /// Reads the written metrics slots back: mean losses of training steps go to
+    /// `pending`; returns every slot's (loss sum, hits, samples).
+    fn read_slots(&mut self) -> Result<Vec<(f64, f64, usize)>, GpuError> {
+        if self.written.is_empty() {
+            return Ok(Vec::new());
+        }
+        let values = self.gpu.download(&self.metrics, 2 * self.written.len())?;
+        let slots: Vec<(f64, f64, usize)> = values
+            .chunks_exact(2)
+            .zip(&self.written)
+            .map(|(v, n)| (f64::from(v[0]), f64::from(v[1]), *n))
+            .collect();
+        self.written.clear();
+        Ok(slots)
+    }
+
+    /// Moves the losses of the training steps in the slots to `pending`.
+    fn flush_steps(&mut self) -> Result<(), GpuError> {
+        let read = self.read_slots()?;
+        self.pending
+            .extend(read.iter().map(|(sum, _, n)| sum / (*n).max(1) as f64));
+        Ok(())
+    }
+
+    /// The mean loss of every step queued since the last call, in order (waits for them).
+    ///
+    /// # Errors
+    /// [`GpuError::Device`] when the GPU fails.
+    pub fn losses(&mut self) -> Result<Vec<f64>, GpuError> {
+        self.flush_steps()?;
+        Ok(std::mem::take(&mut self.pending))
+    }
+
+    /// Loss sum, correct predictions and samples of the network as it stands on `batches`
+    /// (no update).
+    ///
+    /// # Errors
+    /// As [`Trainer::step`].
+    pub fn evaluate<'b>(
+        &mut self,
+        batches: impl IntoIterator<Item = (&'b Tensor<f32>, &'b [usize])>,
+    ) -> Result<(f64, usize, usize), GpuError> {
+        // Steps queued before keep their losses.
+        self.flush_steps()?;
+        let (mut loss, mut hits, mut samples) = (0.0, 0.0, 0);
+        let mut add = |slots: Vec<(f64, f64, usize)>| {
+            for (l, h, n) in slots {
+                loss += l;
+                hits += h;
+                samples += n;
+            }
+        };
+        for (x, y) in batches {
+            if self.written.len() == SLOTS {
+                add(self.read_slots()?);
+            }
+            self.load(x, y, 0.0)?;
+            self.submit(x.n, Stage::Forward)?;
+        }
+        add(self.read_slots()?);
+        Ok((loss, hits as usize, samples))
+    }
+
+    /// The network as trained so far, downloaded: an ordinary core network.
+    ///
+    /// # Errors
+    /// [`GpuError::Device`] when the GPU fails; [`GpuError::Shape`] if the downloaded
+    /// network does not validate (a bug).
+    pub fn network(&self) -> Result<Network<f32>, GpuError> {
+        let values = self
+            .params
+            .iter()
+            .map(|p| self.gpu.download(&p.w, p.len))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.rebuild(values)
+    }
+
+    fn rebuild(&self, values: Vec<Vec<f32>>) -> Result<Network<f32>, GpuError> {
+        let mut layers = self.net.layers().to_vec();
+        fill(&mut layers, &mut values.into_iter());
+        Network::new(self.net.input_shape(), layers)
+            .map_err(|e| GpuError::Shape(format!("the downloaded network: {e}")))
+    }
+
+    /// The optimiser as it stands: its velocity downloaded, and the iteration count.
+    ///
+    /// # Errors
+    /// As [`Trainer::network`].
+    pub fn sgd(&self) -> Result<Sgd<f32>, GpuError> {
+        // Without momentum the CPU keeps no velocity, and neither does its state here.
+        let velocity = if self.config.momentum == 0.0 {
+            None
+        } else {
+            let values = self
+                .params
+                .iter()
+                .map(|p| self.gpu.download(&p.v, p.len))
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(self.rebuild(values)?.into_layers())
+        };
+        Ok(Sgd::resume(self.config, velocity, self.iter))
+    }
+
+    /// The adapter this trainer runs on.
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+}

@@ -1,0 +1,328 @@
+//! Training on the GPU against the CPU: gradients of every layer kind (all GPU buffers start
+//! as NaN, so an element a kernel fails to write fails the test), ten SGD steps with
+//! momentum, weight decay, learning-rate multipliers and a schedule, evaluation, and a
+//! morphed child trained on.
+//!
+//! Under `CI=true` a missing adapter fails the tests; elsewhere they print that they skipped.
+
+use netmorph_core::morph::depth::{deepen, DepthParams};
+use netmorph_core::train::{softmax_cross_entropy, train_step, Schedule, Sgd, SgdConfig};
+use netmorph_core::{
+    ActKind, Conv2d, Kernel, Layer, LayerPath, Network, PActivation, Pool, Rng, Shape, Tensor,
+};
+use netmorph_gpu::train::Trainer;
+use netmorph_gpu::GpuError;
+
+mod common;
+use common::{gpu, relative_error, values};
+
+fn kernel(out: usize, inp: usize, k: usize, rng: &mut Rng) -> Kernel<f32> {
+    let mut kernel = Kernel::zeros(out, inp, k);
+    let scale = 1.0 / ((inp * k * k) as f32).sqrt();
+    kernel.weight = values(rng, kernel.weight.len())
+        .iter()
+        .map(|v| v * scale)
+        .collect();
+    kernel.bias = values(rng, out).iter().map(|v| v * 0.1).collect();
+    kernel
+}
+
+fn conv(out: usize, inp: usize, k: usize, stride: usize, pad: usize, rng: &mut Rng) -> Layer<f32> {
+    Layer::Conv2d(Conv2d {
+        kernel: kernel(out, inp, k, rng),
+        stride,
+        pad,
+    })
+}
+
+/// A P-activation with `a` strictly inside (0, 1), so both of its parts matter.
+fn act(kind: ActKind, channels: usize, rng: &mut Rng) -> Layer<f32> {
+    Layer::Activation(PActivation {
+        kind,
+        a: (0..channels)
+            .map(|_| (0.2 + 0.6 * rng.uniform()) as f32)
+            .collect(),
+    })
+}
+
+/// Every layer kind but parallel blocks: convolutions with padding, stride 2 and 1 x 1,
+/// the four activations, overlapping max pooling and average pooling in ceil mode, both
+/// with a last window clipped at the border (10 -> 10 -> 5 -> 3 -> 3 -> 2 pixels).
+fn conv_net(rng: &mut Rng) -> Network<f32> {
+    let ceil = |k, stride| Pool {
+        k,
+        stride,
+        ceil: true,
+    };
+    let layers = vec![
+        conv(4, 3, 3, 1, 1, rng),
+        act(ActKind::Relu, 4, rng),
+        Layer::MaxPool2d(ceil(3, 2)),
+        conv(5, 4, 3, 2, 1, rng),
+        act(ActKind::Tanh, 5, rng),
+        conv(6, 5, 1, 1, 0, rng),
+        act(ActKind::Sigmoid, 6, rng),
+        Layer::AvgPool2d(ceil(2, 2)),
+        Layer::Flatten,
+        Layer::Dense(kernel(7, 6 * 2 * 2, 1, rng)),
+        act(ActKind::Identity, 7, rng),
+        Layer::Dense(kernel(3, 7, 1, rng)),
+    ];
+    Network::new(Shape::image(3, 10, 10), layers).expect("a valid network")
+}
+
+/// Flat layers with a parallel block of two branches (and one of a single branch) in the
+/// middle.
+fn parallel_net(rng: &mut Rng) -> Network<f32> {
+    let layers = vec![
+        Layer::Dense(kernel(6, 5, 1, rng)),
+        Layer::ParallelSum(vec![
+            vec![
+                Layer::Dense(kernel(4, 6, 1, rng)),
+                act(ActKind::Tanh, 4, rng),
+            ],
+            vec![Layer::Dense(kernel(4, 6, 1, rng))],
+        ]),
+        act(ActKind::Relu, 4, rng),
+        Layer::ParallelSum(vec![vec![Layer::Dense(kernel(4, 4, 1, rng))]]),
+        Layer::Dense(kernel(3, 4, 1, rng)),
+    ];
+    Network::new(Shape::flat(5), layers).expect("a valid network")
+}
+
+fn batch(net: &Network<f32>, n: usize, rng: &mut Rng) -> (Tensor<f32>, Vec<usize>) {
+    let shape = net.input_shape();
+    let x = Tensor::new(n, shape, values(rng, n * shape.len())).expect("sizes agree");
+    let classes = net.output_shape().len();
+    let y = (0..n).map(|i| (i * 7 + 3) % classes).collect();
+    (x, y)
+}
+
+/// Every parameter tensor of `layers`, depth first.
+fn flat(layers: &[Layer<f32>]) -> Vec<Vec<f32>> {
+    let mut out = Vec::new();
+    for l in layers {
+        match l {
+            Layer::ParallelSum(bs) => bs.iter().for_each(|b| out.extend(flat(b))),
+            Layer::Activation(p) => out.push(p.a.clone()),
+            l => {
+                if let Some(k) = l.kernel() {
+                    out.push(k.weight.clone());
+                    out.push(k.bias.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Tensor by tensor, the norm-wise relative error of `got` against `want` is at most `tol`.
+fn assert_close(what: &str, got: &[Layer<f32>], want: &[Layer<f32>], tol: f64) {
+    let (got, want) = (flat(got), flat(want));
+    assert_eq!(got.len(), want.len(), "{what}: tensors");
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        let e = relative_error(g, w);
+        assert!(
+            e <= tol,
+            "{what}: tensor {i}: relative error {e:e} > {tol:e}"
+        );
+    }
+}
+
+fn config(momentum: f64, schedule: Schedule) -> SgdConfig {
+    SgdConfig {
+        lr: 0.05,
+        momentum,
+        weight_decay: 5e-3,
+        bias_lr_mult: 2.0,
+        a_lr_mult: 0.5,
+        schedule,
+    }
+}
+
+#[test]
+fn gradients_of_every_layer_kind_match_the_cpu() {
+    let Some(gpu) = gpu("gradients") else { return };
+    let mut rng = Rng::seed(10);
+    for (name, net, n) in [
+        ("conv", conv_net(&mut rng), 6),
+        ("parallel", parallel_net(&mut rng), 9),
+    ] {
+        let (x, y) = batch(&net, n, &mut rng);
+        let (logits, trace) = net.forward_trace(&x).expect("forward");
+        let (loss, dlogits) = softmax_cross_entropy(&logits, &y).expect("loss");
+        let want = net.param_gradients(&trace, &dlogits).expect("backward");
+        let sgd = Sgd::new(config(0.9, Schedule::Constant));
+        let mut trainer = Trainer::new(&gpu, &net, &sgd).expect("upload");
+        let got = trainer.gradients(&x, &y).expect("GPU gradients");
+        assert_close(name, &got, want.layers(), 1e-5);
+        let losses = trainer.losses().expect("losses");
+        assert_eq!(losses.len(), 1);
+        assert!(
+            (losses[0] - loss).abs() <= 1e-5 * loss,
+            "{name}: loss {} vs {loss}",
+            losses[0]
+        );
+        // No update happened.
+        assert_close(
+            name,
+            trainer.network().expect("download").layers(),
+            net.layers(),
+            0.0,
+        );
+    }
+}
+
+#[test]
+fn ten_steps_match_the_cpu() {
+    let Some(gpu) = gpu("ten steps") else { return };
+    let mut rng = Rng::seed(11);
+    let schedule = Schedule::Step {
+        every: 4,
+        gamma: 0.5,
+    };
+    for (name, net, momentum) in [
+        ("conv, momentum", conv_net(&mut rng), 0.9),
+        ("parallel, momentum", parallel_net(&mut rng), 0.9),
+        ("conv, plain SGD", conv_net(&mut rng), 0.0),
+    ] {
+        let batches: Vec<_> = (0..10).map(|i| batch(&net, 4 + i % 3, &mut rng)).collect();
+        let mut cpu = net.clone();
+        let mut sgd = Sgd::new(config(momentum, schedule));
+        let mut trainer = Trainer::new(&gpu, &net, &sgd).expect("upload");
+        let mut want_losses = Vec::new();
+        for (x, y) in &batches {
+            want_losses.push(train_step(&mut cpu, &mut sgd, x, y).expect("CPU step"));
+            trainer.step(x, y).expect("GPU step");
+        }
+        let losses = trainer.losses().expect("losses");
+        assert_eq!(losses.len(), 10);
+        for (g, w) in losses.iter().zip(&want_losses) {
+            assert!((g - w).abs() <= 1e-4 * w, "{name}: loss {g} vs {w}");
+        }
+        let got = trainer.network().expect("download");
+        assert_close(name, got.layers(), cpu.layers(), 1e-4);
+        let state = trainer.sgd().expect("optimiser");
+        assert_eq!(state.iteration(), 10);
+        match (state.velocity(), sgd.velocity()) {
+            (Some(g), Some(w)) => assert_close(name, g, w, 1e-4),
+            (None, None) => assert_eq!(momentum, 0.0),
+            _ => panic!("{name}: velocity kept on one side only"),
+        }
+        // The downloaded state resumes: one more step on each side still agrees.
+        let mut resumed = Trainer::new(&gpu, &got, &state).expect("upload again");
+        let (x, y) = &batches[0];
+        train_step(&mut cpu, &mut sgd, x, y).expect("CPU step");
+        resumed.step(x, y).expect("GPU step");
+        let again = resumed.network().expect("download");
+        assert_close(name, again.layers(), cpu.layers(), 1e-4);
+    }
+}
+
+#[test]
+fn evaluation_matches_the_cpu() {
+    let Some(gpu) = gpu("evaluation") else { return };
+    let mut rng = Rng::seed(12);
+    let net = conv_net(&mut rng);
+    let batches: Vec<_> = [8, 8, 5]
+        .iter()
+        .map(|n| batch(&net, *n, &mut rng))
+        .collect();
+    let (mut loss, mut hits) = (0.0, 0);
+    for (x, y) in &batches {
+        let logits = net.forward(x).expect("forward");
+        loss += softmax_cross_entropy(&logits, y).expect("loss").0 * x.n as f64;
+        let classes = logits.shape.len();
+        hits += logits
+            .data
+            .chunks_exact(classes)
+            .zip(y)
+            .filter(|(row, y)| {
+                let best = row
+                    .iter()
+                    .enumerate()
+                    .fold(
+                        (0, f32::NEG_INFINITY),
+                        |b, (i, v)| if *v > b.1 { (i, *v) } else { b },
+                    );
+                best.0 == **y
+            })
+            .count();
+    }
+    let sgd = Sgd::new(config(0.9, Schedule::Constant));
+    let mut trainer = Trainer::new(&gpu, &net, &sgd).expect("upload");
+    let (got_loss, got_hits, samples) = trainer
+        .evaluate(batches.iter().map(|(x, y)| (x, y.as_slice())))
+        .expect("evaluate");
+    assert_eq!(samples, 21);
+    assert_eq!(got_hits, hits);
+    assert!(
+        (got_loss - loss).abs() <= 1e-5 * loss,
+        "{got_loss} vs {loss}"
+    );
+}
+
+#[test]
+fn a_morphed_child_trains_on_the_gpu_as_on_the_cpu() {
+    let Some(gpu) = gpu("morphed child") else {
+        return;
+    };
+    let mut rng = Rng::seed(13);
+    let parent = conv_net(&mut rng);
+    let (child, _) = deepen(
+        &parent,
+        &LayerPath::top(0),
+        &DepthParams::new(8, 3, 3),
+        &mut rng,
+    )
+    .expect("deepen");
+    let (x, y) = batch(&parent, 6, &mut rng);
+    // Function preserved on the GPU too: the child's loss is the parent's.
+    let sgd = Sgd::new(config(0.9, Schedule::Constant));
+    let (p_loss, _, _) = Trainer::new(&gpu, &parent, &sgd)
+        .and_then(|mut t| t.evaluate([(&x, y.as_slice())]))
+        .expect("parent on the GPU");
+    let mut trainer = Trainer::new(&gpu, &child, &sgd).expect("upload the child");
+    let (c_loss, _, _) = trainer.evaluate([(&x, y.as_slice())]).expect("child");
+    assert!(
+        (c_loss - p_loss).abs() <= 1e-5 * p_loss,
+        "{c_loss} vs {p_loss}"
+    );
+    let mut cpu = child.clone();
+    let mut cpu_sgd = sgd.clone();
+    for _ in 0..5 {
+        train_step(&mut cpu, &mut cpu_sgd, &x, &y).expect("CPU step");
+        trainer.step(&x, &y).expect("GPU step");
+    }
+    let got = trainer.network().expect("download");
+    assert_close("child", got.layers(), cpu.layers(), 1e-4);
+}
+
+#[test]
+fn batches_that_do_not_fit_are_errors() {
+    let Some(gpu) = gpu("bad batches") else {
+        return;
+    };
+    let mut rng = Rng::seed(14);
+    let net = parallel_net(&mut rng);
+    let sgd = Sgd::new(config(0.9, Schedule::Constant));
+    let mut trainer = Trainer::new(&gpu, &net, &sgd).expect("upload");
+    let (x, mut y) = batch(&net, 4, &mut rng);
+    let wrong = Tensor::new(4, Shape::flat(6), values(&mut rng, 24)).expect("sizes agree");
+    assert!(matches!(trainer.step(&wrong, &y), Err(GpuError::Shape(_))));
+    assert!(matches!(trainer.step(&x, &y[..3]), Err(GpuError::Shape(_))));
+    y[2] = 3;
+    let e = trainer.step(&x, &y).expect_err("label 3 of 3 classes");
+    assert!(e.to_string().contains("labels"), "{e}");
+    // Nothing was queued by the refused steps.
+    assert!(trainer.losses().expect("losses").is_empty());
+    let other = conv_net(&mut rng);
+    let mut momentum = Sgd::new(config(0.9, Schedule::Constant));
+    let (cx, cy) = batch(&other, 2, &mut rng);
+    let mut cpu = other.clone();
+    train_step(&mut cpu, &mut momentum, &cx, &cy).expect("CPU step");
+    assert!(matches!(
+        Trainer::new(&gpu, &net, &momentum),
+        Err(GpuError::Shape(_))
+    ));
+}
