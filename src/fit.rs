@@ -1,5 +1,6 @@
 //! Mini-batch training and evaluation over a [`Dataset`], with per-epoch metrics.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -149,16 +150,145 @@ pub fn cast<T: Scalar>(x: &Tensor<f32>) -> Tensor<T> {
     }
 }
 
-/// Trains `net` on the `(train, test)` pair's `train` from `state` up to `config.epochs` epochs, evaluating on `test`
-/// after every epoch; `progress` is called after every step with (epoch, steps done in the
-/// epoch, steps per epoch, running loss) and `on_epoch` after every epoch. `stop` is checked
-/// before every step: once raised, `fit` returns [`Outcome::Interrupted`] and `state` (with
-/// `net`) resumes the run exactly where it stopped.
+/// Where training steps run. [`fit_on`] calls [`Engine::start`] once, then steps and
+/// evaluations, then [`Engine::finish`], which leaves the network and optimiser state in
+/// the caller's `net` and `sgd`. [`Cpu`] updates them in place at every step; a GPU engine
+/// ([`crate::device::GpuEngine`]) keeps them on the GPU in between.
+pub trait Engine<T: Scalar> {
+    /// Takes the network and optimiser state the run starts from.
+    ///
+    /// # Errors
+    /// [`TrainError::Device`] when the engine cannot take this network.
+    fn start(&mut self, net: &Network<T>, sgd: &Sgd<T>) -> Result<(), TrainError>;
+
+    /// One SGD step on a batch. Returns the mean losses of the steps whose loss became
+    /// known by now, in order: this step's on the CPU; on a GPU, every few steps those
+    /// queued since the last report.
+    ///
+    /// # Errors
+    /// Any [`TrainError`].
+    fn step(
+        &mut self,
+        net: &mut Network<T>,
+        sgd: &mut Sgd<T>,
+        x: &Tensor<f32>,
+        labels: &[usize],
+    ) -> Result<Vec<f64>, TrainError>;
+
+    /// The mean losses of every step not yet reported (waits for them).
+    ///
+    /// # Errors
+    /// [`TrainError::Device`].
+    fn losses(&mut self) -> Result<Vec<f64>, TrainError>;
+
+    /// Mean softmax cross-entropy and accuracy of the network as trained so far on `data`.
+    ///
+    /// # Errors
+    /// [`TrainError`] if the data does not fit the network.
+    fn evaluate(&mut self, net: &Network<T>, data: &Dataset) -> Result<(f64, f64), TrainError>;
+
+    /// Leaves the network and optimiser state as trained so far in `net` and `sgd`.
+    ///
+    /// # Errors
+    /// [`TrainError::Device`].
+    fn finish(&mut self, net: &mut Network<T>, sgd: &mut Sgd<T>) -> Result<(), TrainError>;
+}
+
+/// Training on the CPU: [`step`] with this many threads, [`evaluate`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cpu {
+    /// Threads per step.
+    pub threads: usize,
+}
+
+impl<T: Scalar> Engine<T> for Cpu {
+    fn start(&mut self, _: &Network<T>, _: &Sgd<T>) -> Result<(), TrainError> {
+        Ok(())
+    }
+
+    fn step(
+        &mut self,
+        net: &mut Network<T>,
+        sgd: &mut Sgd<T>,
+        x: &Tensor<f32>,
+        labels: &[usize],
+    ) -> Result<Vec<f64>, TrainError> {
+        step(net, sgd, &cast(x), labels, self.threads).map(|loss| vec![loss])
+    }
+
+    fn losses(&mut self) -> Result<Vec<f64>, TrainError> {
+        Ok(Vec::new())
+    }
+
+    fn evaluate(&mut self, net: &Network<T>, data: &Dataset) -> Result<(f64, f64), TrainError> {
+        evaluate(net, data)
+    }
+
+    fn finish(&mut self, _: &mut Network<T>, _: &mut Sgd<T>) -> Result<(), TrainError> {
+        Ok(())
+    }
+}
+
+/// [`fit_on`] on the CPU with `config.threads` threads.
 ///
 /// # Errors
-/// [`TrainError`] (a NaN loss, data that does not fit the network); the network keeps the
-/// last good update.
+/// As [`fit_on`].
 pub fn fit<T: Scalar>(
+    net: &mut Network<T>,
+    data: (&Dataset, &Dataset),
+    config: &FitConfig,
+    state: &mut TrainState<T>,
+    stop: &AtomicBool,
+    progress: impl FnMut(usize, usize, usize, f64),
+    on_epoch: impl FnMut(&EpochStats),
+) -> Result<(Vec<EpochStats>, Outcome), TrainError> {
+    let mut cpu = Cpu {
+        threads: config.threads,
+    };
+    fit_on(&mut cpu, net, data, config, state, stop, progress, on_epoch)
+}
+
+/// The losses of steps reported by an engine, matched with the sizes of their batches.
+struct Reported {
+    /// Sizes of the batches stepped on whose losses have not come yet, oldest first.
+    waiting: VecDeque<usize>,
+    /// Samples whose loss is in the state's `loss_sum`.
+    samples: usize,
+}
+
+impl Reported {
+    /// Adds `losses` (the oldest waiting steps', in order) to `state`'s loss sum.
+    fn absorb<T: Scalar>(
+        &mut self,
+        losses: Vec<f64>,
+        state: &mut TrainState<T>,
+    ) -> Result<(), TrainError> {
+        for loss in losses {
+            if !loss.is_finite() {
+                return Err(TrainError::NonFinite);
+            }
+            let n = self.waiting.pop_front().unwrap_or(0);
+            state.loss_sum += loss * n as f64;
+            self.samples += n;
+        }
+        Ok(())
+    }
+}
+
+/// Trains `net` with `engine` on the `(train, test)` pair's `train` from `state` up to
+/// `config.epochs` epochs, evaluating on `test` after every epoch; `progress` is called after
+/// every step with (epoch, steps done in the epoch, steps per epoch, mean loss of the steps
+/// whose loss is known, NaN before the first) and `on_epoch` after every epoch. `stop` is
+/// checked before every step: once raised, `fit_on` returns [`Outcome::Interrupted`] and
+/// `state` (with `net`) resumes the run exactly where it stopped.
+///
+/// # Errors
+/// [`TrainError`] (a NaN loss, data that does not fit the network, a failing device). On
+/// the CPU the network keeps the last good update; on a GPU it stays as it was before this
+/// call.
+#[allow(clippy::too_many_arguments)]
+pub fn fit_on<T: Scalar>(
+    engine: &mut impl Engine<T>,
     net: &mut Network<T>,
     (train, test): (&Dataset, &Dataset),
     config: &FitConfig,
@@ -171,6 +301,12 @@ pub fn fit<T: Scalar>(
     let mut stats = Vec::new();
     let batch = config.batch.max(1);
     let steps = train.y.len().div_ceil(batch);
+    engine.start(net, &state.sgd)?;
+    // Steps already taken in this epoch (a resumed run) count with the loss sum they have.
+    let mut reported = Reported {
+        waiting: VecDeque::new(),
+        samples: (state.step * batch).min(train.y.len()),
+    };
     while state.epoch < config.epochs {
         let epoch = state.epoch + 1;
         let start = Instant::now();
@@ -178,6 +314,8 @@ pub fn fit<T: Scalar>(
         let mut images = 0usize;
         for (done, chunk) in order.chunks(batch).enumerate().skip(state.step) {
             if stop.load(Ordering::Relaxed) {
+                reported.absorb(engine.losses()?, state)?;
+                engine.finish(net, &mut state.sgd)?;
                 return Ok((stats, Outcome::Interrupted));
             }
             let (mut x, y) = train.batch(chunk);
@@ -185,19 +323,26 @@ pub fn fit<T: Scalar>(
                 let mut rng = Rng::seed(derived_seed(config.seed, epoch, Some(done)));
                 augment(&mut x, aug, &mut rng);
             }
-            let loss = step(net, &mut state.sgd, &cast(&x), &y, config.threads)?;
-            state.loss_sum += loss * chunk.len() as f64;
+            reported.waiting.push_back(chunk.len());
+            let losses = engine.step(net, &mut state.sgd, &x, &y)?;
+            reported.absorb(losses, state)?;
             state.step = done + 1;
             images += chunk.len();
+            let known = reported.samples;
             progress(
                 epoch,
                 done + 1,
                 steps,
-                state.loss_sum / ((done * batch + chunk.len()) as f64),
+                if known == 0 {
+                    f64::NAN
+                } else {
+                    state.loss_sum / known as f64
+                },
             );
         }
+        reported.absorb(engine.losses()?, state)?;
         let seconds = start.elapsed().as_secs_f64();
-        let (test_loss, test_accuracy) = evaluate(net, test)?;
+        let (test_loss, test_accuracy) = engine.evaluate(net, test)?;
         let s = EpochStats {
             epoch,
             train_loss: state.loss_sum / train.y.len().max(1) as f64,
@@ -208,9 +353,11 @@ pub fn fit<T: Scalar>(
         state.epoch = epoch;
         state.step = 0;
         state.loss_sum = 0.0;
+        reported.samples = 0;
         on_epoch(&s);
         stats.push(s);
     }
+    engine.finish(net, &mut state.sgd)?;
     Ok((stats, Outcome::Finished))
 }
 

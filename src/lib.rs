@@ -12,6 +12,8 @@ pub mod atomic;
 pub mod carry;
 pub mod checkpoint;
 pub mod data;
+#[cfg(feature = "gpu")]
+pub mod device;
 pub mod fit;
 pub mod memory;
 pub mod model_file;

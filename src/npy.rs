@@ -683,7 +683,7 @@ mod tests {
     /// A version 1.0 file with `header` (padded as NumPy pads it) and `body`.
     fn file(header: &str, body: &[u8]) -> Vec<u8> {
         let mut h = header.to_string();
-        while (10 + h.len() + 1) % 64 != 0 {
+        while !(10 + h.len() + 1).is_multiple_of(64) {
             h.push(' ');
         }
         h.push('\n');

@@ -149,7 +149,7 @@ fn npy_shapes_that_overflow_are_refused() {
     let mut header =
         "{'descr': '<f4', 'fortran_order': False, 'shape': (288230376151711744, 784), }"
             .to_string();
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');

@@ -124,7 +124,7 @@ pub const CIFAR10_RECORD: usize = 1 + SHAPE.len();
 /// assert!(parse_cifar10_binary(&record[1..]).unwrap_err().contains("3073-byte records"));
 /// ```
 pub fn parse_cifar10_binary(bytes: &[u8]) -> Result<Dataset, String> {
-    if bytes.len() % CIFAR10_RECORD != 0 {
+    if !bytes.len().is_multiple_of(CIFAR10_RECORD) {
         return Err(format!(
             "{} bytes is not a whole number of {CIFAR10_RECORD}-byte records",
             bytes.len()

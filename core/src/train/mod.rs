@@ -5,6 +5,7 @@ mod cost;
 mod loss;
 mod sgd;
 
+use alloc::string::String;
 use core::fmt;
 
 pub use cost::{step_bytes, velocity_bytes};
@@ -41,6 +42,8 @@ pub enum TrainError {
         /// Bytes it was allowed.
         budget: usize,
     },
+    /// The device the step ran on (a GPU) failed or refused the network; the text says why.
+    Device(String),
 }
 
 impl fmt::Display for TrainError {
@@ -61,6 +64,7 @@ impl fmt::Display for TrainError {
                 "the training step needs up to {needs} bytes of heap, more than its budget of \
                  {budget} bytes; use a smaller batch, no momentum, or raise the budget"
             ),
+            Self::Device(e) => write!(f, "{e}"),
         }
     }
 }

@@ -68,6 +68,13 @@ pub struct OptArgs {
     /// Threads per training step (0: one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Where to train: `cpu`, or `gpu` (Vulkan, Metal or DX12 through wgpu; f32 models).
+    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    pub device: DeviceKind,
+    /// With `--device gpu`: the adapter, by its index or a part of its name (an unknown one
+    /// lists them) [default: a discrete GPU, else integrated, virtual, software]
+    #[arg(long)]
+    pub adapter: Option<String>,
     /// One JSON object per epoch on stdout instead of text.
     #[arg(long)]
     pub json: bool,
@@ -96,6 +103,15 @@ pub struct OptArgs {
     /// Where Ctrl-C writes the checkpoint [default: beside --out, NAME.ckpt.safetensors].
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
+}
+
+/// `--device`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeviceKind {
+    /// The CPU, `--threads` threads.
+    Cpu,
+    /// A GPU through netmorph-gpu.
+    Gpu,
 }
 
 /// `--max-memory`'s parser.

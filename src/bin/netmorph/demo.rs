@@ -13,7 +13,7 @@ use netmorph::{
 
 use crate::args::threads;
 use crate::error::{CliError, Result};
-use crate::training::fit_or_checkpoint;
+use crate::training::{fit_or_checkpoint, Device};
 
 const CLASSES: usize = 4;
 const SIDE: usize = 12;
@@ -118,6 +118,7 @@ pub fn run(seed: u64) -> Result<()> {
     };
     let fit_demo = |net: &mut Network<f32>, config: &FitConfig, label: &str| {
         fit_or_checkpoint(
+            &Device::Cpu,
             net,
             (&train, &test),
             config,

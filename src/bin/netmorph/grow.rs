@@ -16,7 +16,9 @@ use crate::args::{
 };
 use crate::error::{CliError, Context, Result};
 use crate::morph::{apply_checked, check_deviation};
-use crate::training::{build, check_training, checkpoint_path, fit_or_checkpoint, Checkpointing};
+use crate::training::{
+    build, check_training, checkpoint_path, fit_or_checkpoint, open_device, Checkpointing,
+};
 
 #[derive(clap::Args)]
 pub struct GrowArgs {
@@ -113,9 +115,11 @@ fn grow_as<T: Scalar>(args: &GrowArgs, budget: Budget) -> Result<()> {
         T::NAME
     );
     let config = fit_config(opt, &train_set, opt.epochs)?;
+    let device = open_device(opt)?;
     let need = check_training(&net, &config, train_set.y.len(), budget)?;
     println!("  training needs about {} of memory", human(need));
     let stats = fit_or_checkpoint(
+        &device,
         &mut net,
         (&train_set, &test_set),
         &config,
@@ -170,6 +174,7 @@ fn grow_as<T: Scalar>(args: &GrowArgs, budget: Budget) -> Result<()> {
         println!("  training needs about {} of memory", human(need));
         let name = format!("stage {stage}");
         let stats = fit_or_checkpoint(
+            &device,
             &mut net,
             (&train_set, &test_set),
             &config,

@@ -10,10 +10,12 @@ use netmorph::data::{Dataset, InputScale};
 use netmorph::fit::{fit, EpochStats, FitConfig, Outcome, TrainState};
 use netmorph::memory::{human, training_bytes, values_bytes, Budget};
 use netmorph::model_file::{load_scaled, precision, save_scaled, Precision, ScaledNetwork};
+use netmorph::train::TrainError;
 use netmorph::{arch, Network, Rng, Scalar};
 
 use crate::args::{
-    data_files, fit_config, input_scale, load_unscaled, with_precision, DataArgs, OptArgs, Unscaled,
+    data_files, fit_config, input_scale, load_unscaled, with_precision, DataArgs, DeviceKind,
+    OptArgs, Unscaled,
 };
 use crate::error::{CliError, Context, Result};
 use crate::{FITTING, INTERRUPTED, SAVING, STOP};
@@ -190,7 +192,9 @@ fn run_fit<T: Scalar>(
         );
     }
     let ckpt = checkpoint_path(opt, out);
+    let device = open_device(opt)?;
     let stats = fit_or_checkpoint(
+        &device,
         &mut net,
         (&train_set, &test_set),
         &config,
@@ -267,6 +271,52 @@ pub fn checkpoint_path(opt: &OptArgs, out: &Path) -> PathBuf {
     }
 }
 
+/// Where a command trains.
+pub enum Device {
+    /// The CPU.
+    Cpu,
+    /// A GPU adapter.
+    #[cfg(feature = "gpu")]
+    Gpu(Box<netmorph_gpu::Gpu>),
+}
+
+/// Opens the device `--device` and `--adapter` ask for, and says which adapter it is.
+///
+/// # Errors
+/// [`CliError::Usage`] for `--adapter` without `--device gpu`, or `--device gpu` in a build
+/// without the `gpu` feature; [`CliError::Train`] when no adapter matches (the message lists
+/// those there are) or none exists (the message says what to install).
+pub fn open_device(opt: &OptArgs) -> Result<Device> {
+    match (opt.device, &opt.adapter) {
+        (DeviceKind::Cpu, Some(_)) => Err(CliError::Usage(
+            "--adapter chooses a GPU; add --device gpu".into(),
+        )),
+        (DeviceKind::Cpu, None) => Ok(Device::Cpu),
+        (DeviceKind::Gpu, adapter) => open_gpu(adapter.as_deref()),
+    }
+}
+
+#[cfg(feature = "gpu")]
+fn open_gpu(adapter: Option<&str>) -> Result<Device> {
+    use netmorph_gpu::{AdapterChoice, Gpu};
+    let choice = match adapter {
+        None => AdapterChoice::Default,
+        Some(a) => a
+            .parse::<usize>()
+            .map_or_else(|_| AdapterChoice::Name(a.to_string()), AdapterChoice::Index),
+    };
+    let gpu = Gpu::open(&choice).map_err(|e| CliError::Train(TrainError::Device(e.to_string())))?;
+    eprintln!("training on the GPU adapter {}", gpu.name());
+    Ok(Device::Gpu(Box::new(gpu)))
+}
+
+#[cfg(not(feature = "gpu"))]
+fn open_gpu(_: Option<&str>) -> Result<Device> {
+    Err(CliError::Usage(
+        "--device gpu: this netmorph was built without its `gpu` feature; rebuild it with default features".into(),
+    ))
+}
+
 /// Where an interrupted run writes its checkpoint, with the run's input scale, and the
 /// command line that resumes it (`{}` stands for the checkpoint's path).
 pub struct Checkpointing<'a> {
@@ -278,6 +328,7 @@ pub struct Checkpointing<'a> {
 /// [`fit_with_progress`]; an interruption writes a checkpoint (if `ckpt` is given), says how
 /// to resume, and ends the process with status 130.
 pub fn fit_or_checkpoint<T: Scalar>(
+    device: &Device,
     net: &mut Network<T>,
     (train, test): (&Dataset, &Dataset),
     config: &FitConfig,
@@ -285,7 +336,8 @@ pub fn fit_or_checkpoint<T: Scalar>(
     (json, label): (bool, &str),
     ckpt: Option<Checkpointing<'_>>,
 ) -> Result<Vec<EpochStats>> {
-    let (stats, outcome) = fit_with_progress(net, (train, test), config, state, (json, label))?;
+    let (stats, outcome) =
+        fit_with_progress(device, net, (train, test), config, state, (json, label))?;
     if outcome == Outcome::Interrupted {
         match ckpt {
             Some(Checkpointing {
@@ -314,6 +366,7 @@ pub fn fit_or_checkpoint<T: Scalar>(
 
 /// [`fit`] with a progress bar (hidden with `json`) and a line per epoch.
 fn fit_with_progress<T: Scalar>(
+    device: &Device,
     net: &mut Network<T>,
     (train, test): (&Dataset, &Dataset),
     config: &FitConfig,
@@ -332,23 +385,23 @@ fn fit_with_progress<T: Scalar>(
     let started = std::time::Instant::now();
     let mut steps_here = 0usize;
     FITTING.store(true, Ordering::SeqCst);
-    let result = fit(
-        net,
-        (train, test),
-        config,
-        state,
-        &STOP,
-        |epoch, step, steps, loss| {
-            steps_here += 1;
-            let rate =
-                steps_here as f64 * config.batch as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            bar.set_length(steps as u64);
-            bar.set_position(step as u64);
-            bar.set_prefix(format!("{label} epoch {epoch}"));
-            bar.set_message(format!("loss {loss:.4}, {rate:.0} images/s"));
-        },
-        |s| {
-            bar.suspend(|| {
+    let progress = |epoch: usize, step: usize, steps: usize, loss: f64| {
+        steps_here += 1;
+        let rate =
+            steps_here as f64 * config.batch as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        bar.set_length(steps as u64);
+        bar.set_position(step as u64);
+        bar.set_prefix(format!("{label} epoch {epoch}"));
+        // A GPU reports losses every few steps: none is known at an epoch's start.
+        let loss = if loss.is_nan() {
+            "...".to_string()
+        } else {
+            format!("{loss:.4}")
+        };
+        bar.set_message(format!("loss {loss}, {rate:.0} images/s"));
+    };
+    let on_epoch = |s: &EpochStats| {
+        bar.suspend(|| {
                 if json {
                     println!(
                         "{{\"stage\":\"{}\",\"epoch\":{},\"train_loss\":{},\"test_loss\":{},\"test_accuracy\":{},\"images_per_second\":{}}}",
@@ -365,8 +418,21 @@ fn fit_with_progress<T: Scalar>(
                     );
                 }
             });
-        },
-    );
+    };
+    let result = match device {
+        Device::Cpu => fit(net, (train, test), config, state, &STOP, progress, on_epoch),
+        #[cfg(feature = "gpu")]
+        Device::Gpu(gpu) => netmorph::fit::fit_on(
+            &mut netmorph::device::GpuEngine::new(gpu.as_ref().clone(), config.batch),
+            net,
+            (train, test),
+            config,
+            state,
+            &STOP,
+            progress,
+            on_epoch,
+        ),
+    };
     FITTING.store(false, Ordering::SeqCst);
     bar.finish_and_clear();
     result.context(|| format!("{label}: training"))

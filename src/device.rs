@@ -1,0 +1,149 @@
+//! Training on a GPU through [`netmorph_gpu`]: [`GpuEngine`] is the [`Engine`] that
+//! [`fit_on`](crate::fit::fit_on) drives. The network and the optimiser's momentum are
+//! uploaded once per run, stay on the GPU while it trains, and come back at the end (or when
+//! the run is interrupted); batch losses come back every [`REPORT_EVERY`] steps.
+//!
+//! ```no_run
+//! use netmorph::device::GpuEngine;
+//! use netmorph_gpu::{AdapterChoice, Gpu};
+//!
+//! let gpu = Gpu::open(&AdapterChoice::Default)?;
+//! println!("training on {}", gpu.name());
+//! let engine = GpuEngine::new(gpu, 100);
+//! // fit_on(&mut engine, &mut net, (&train, &test), &config, &mut state, &stop, ..)
+//! # drop(engine);
+//! # Ok::<(), netmorph_gpu::GpuError>(())
+//! ```
+
+use netmorph_core::train::{Sgd, TrainError};
+use netmorph_core::{Layer, Network, Scalar, Tensor};
+use netmorph_gpu::train::Trainer;
+use netmorph_gpu::{Gpu, GpuError};
+
+use crate::data::Dataset;
+use crate::fit::Engine;
+
+/// Steps between two reads of the batch losses: each read waits for the GPU to finish the
+/// steps queued so far.
+pub const REPORT_EVERY: usize = 25;
+
+/// Batches evaluated per wait for the GPU.
+const EVAL_GROUP: usize = 20;
+
+/// Training on a GPU. See the [module docs](self).
+pub struct GpuEngine {
+    gpu: Gpu,
+    trainer: Option<Trainer>,
+    eval_batch: usize,
+    since_report: usize,
+}
+
+fn device(e: GpuError) -> TrainError {
+    TrainError::Device(format!("on the GPU: {e}"))
+}
+
+impl GpuEngine {
+    /// An engine on `gpu` that evaluates in batches of `eval_batch` (use the training batch:
+    /// the GPU then reuses the training step's buffers).
+    pub fn new(gpu: Gpu, eval_batch: usize) -> Self {
+        Self {
+            gpu,
+            trainer: None,
+            eval_batch: eval_batch.max(1),
+            since_report: 0,
+        }
+    }
+
+    /// The adapter.
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    fn trainer(&mut self) -> Result<&mut Trainer, TrainError> {
+        self.trainer
+            .as_mut()
+            .ok_or_else(|| TrainError::Device("the GPU engine was not started".into()))
+    }
+}
+
+/// `layers` in another scalar type; exact here, where both are f32.
+fn cast_layers<T: Scalar, U: Scalar>(layers: &[Layer<T>]) -> Vec<Layer<U>> {
+    layers.iter().map(Layer::cast).collect()
+}
+
+impl<T: Scalar> Engine<T> for GpuEngine {
+    /// # Errors
+    /// [`TrainError::Device`] for an f64 network (the GPU trains f32 only, and nothing
+    /// converts f64 to f32 silently) or when the upload fails.
+    fn start(&mut self, net: &Network<T>, sgd: &Sgd<T>) -> Result<(), TrainError> {
+        if T::NAME != "f32" {
+            return Err(TrainError::Device(format!(
+                "the GPU trains f32 networks only and this one is {}; train it on the CPU \
+                 (--device cpu)",
+                T::NAME
+            )));
+        }
+        let sgd = Sgd::resume(
+            *sgd.config(),
+            sgd.velocity().map(cast_layers),
+            sgd.iteration(),
+        );
+        self.trainer = Some(Trainer::new(&self.gpu, &net.cast(), &sgd).map_err(device)?);
+        self.since_report = 0;
+        Ok(())
+    }
+
+    fn step(
+        &mut self,
+        _: &mut Network<T>,
+        _: &mut Sgd<T>,
+        x: &Tensor<f32>,
+        labels: &[usize],
+    ) -> Result<Vec<f64>, TrainError> {
+        self.since_report += 1;
+        let report = self.since_report >= REPORT_EVERY;
+        let trainer = self.trainer()?;
+        trainer.step(x, labels).map_err(device)?;
+        if report {
+            self.since_report = 0;
+            return self.trainer()?.losses().map_err(device);
+        }
+        Ok(Vec::new())
+    }
+
+    fn losses(&mut self) -> Result<Vec<f64>, TrainError> {
+        self.since_report = 0;
+        self.trainer()?.losses().map_err(device)
+    }
+
+    fn evaluate(&mut self, _: &Network<T>, data: &Dataset) -> Result<(f64, f64), TrainError> {
+        let batch = self.eval_batch;
+        let trainer = self.trainer()?;
+        let all: Vec<usize> = (0..data.y.len()).collect();
+        let (mut loss, mut hits) = (0.0, 0usize);
+        for group in all.chunks(batch * EVAL_GROUP) {
+            let batches: Vec<(Tensor<f32>, Vec<usize>)> =
+                group.chunks(batch).map(|c| data.batch(c)).collect();
+            let (l, h, _) = trainer
+                .evaluate(batches.iter().map(|(x, y)| (x, y.as_slice())))
+                .map_err(device)?;
+            loss += l;
+            hits += h;
+        }
+        let n = data.y.len().max(1) as f64;
+        Ok((loss / n, hits as f64 / n))
+    }
+
+    fn finish(&mut self, net: &mut Network<T>, sgd: &mut Sgd<T>) -> Result<(), TrainError> {
+        let trainer = self.trainer()?;
+        let trained = trainer.network().map_err(device)?;
+        let state = trainer.sgd().map_err(device)?;
+        *net = trained.cast();
+        *sgd = Sgd::resume(
+            *state.config(),
+            state.velocity().map(cast_layers),
+            state.iteration(),
+        );
+        Ok(())
+    }
+}
