@@ -4,21 +4,20 @@
 //! the run is interrupted); batch losses come back every [`REPORT_EVERY`] steps.
 //!
 //! ```no_run
-//! use netmorph::device::GpuEngine;
-//! use netmorph_gpu::{AdapterChoice, Gpu};
+//! use netmorph::device::{AdapterChoice, Gpu, GpuEngine};
 //!
 //! let gpu = Gpu::open(&AdapterChoice::Default)?;
 //! println!("training on {}", gpu.name());
 //! let engine = GpuEngine::new(gpu, 100);
 //! // fit_on(&mut engine, &mut net, (&train, &test), &config, &mut state, &stop, ..)
 //! # drop(engine);
-//! # Ok::<(), netmorph_gpu::GpuError>(())
+//! # Ok::<(), netmorph::device::GpuError>(())
 //! ```
 
 use netmorph_core::train::{Sgd, TrainError};
 use netmorph_core::{Layer, Network, Scalar, Tensor};
-use netmorph_gpu::train::Trainer;
-use netmorph_gpu::{Gpu, GpuError};
+pub use netmorph_gpu::train::Trainer;
+pub use netmorph_gpu::{AdapterChoice, AdapterSummary, Gpu, GpuError};
 
 use crate::data::Dataset;
 use crate::fit::Engine;

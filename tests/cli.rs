@@ -411,3 +411,47 @@ fn ops_lists_every_operation_with_an_example() {
         "{out}"
     );
 }
+
+#[test]
+fn train_on_the_gpu_matches_the_cpu_and_bad_adapters_are_named() {
+    let (code, _, err) = train_mlp("/dev/null", "100", &["--adapter", "0"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--device gpu"), "{err}");
+    let Some(gpu) = common::gpu("cli gpu") else {
+        return;
+    };
+    let (code, _, err) = train_mlp(
+        "/dev/null",
+        "100",
+        &["--device", "gpu", "--adapter", "no such adapter, surely"],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains(gpu.name()), "the choices are listed: {err}");
+    let dir = temp_dir("gpu");
+    let mut accuracy = Vec::new();
+    for device in ["cpu", "gpu"] {
+        let out = dir.join(format!("{device}.safetensors"));
+        let args = [
+            "--epochs", "2", "--lr", "0.001", "--json", "--device", device,
+        ];
+        let (code, stdout, err) = train_mlp(out.to_str().unwrap(), "1000", &args);
+        assert_eq!(code, 0, "{err}");
+        if device == "gpu" {
+            assert!(err.contains(gpu.name()), "the adapter is named: {err}");
+        }
+        let last = stdout.lines().last().unwrap_or_default().to_string();
+        let field = last
+            .split("\"test_accuracy\":")
+            .nth(1)
+            .and_then(|s| s.split(',').next())
+            .and_then(|s| s.parse::<f64>().ok());
+        accuracy.push(field.unwrap_or_else(|| panic!("no accuracy in {stdout}")));
+    }
+    // The same steps in f32 on both sides; summation order only moves the last digits.
+    assert!(
+        (accuracy[0] - accuracy[1]).abs() <= 0.002,
+        "cpu {} vs gpu {}",
+        accuracy[0],
+        accuracy[1]
+    );
+}

@@ -34,3 +34,19 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
+
+/// The default GPU adapter; `None` (after saying so) where there is none and CI is not set.
+/// Under `CI=true` a missing adapter fails the test: CI installs Mesa's lavapipe.
+pub fn gpu(test: &str) -> Option<netmorph::device::Gpu> {
+    use netmorph::device::{AdapterChoice, Gpu};
+    match Gpu::open(&AdapterChoice::Default) {
+        Ok(gpu) => Some(gpu),
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{test}: CI=true needs a GPU adapter (Mesa's lavapipe at least): {e}")
+        }
+        Err(e) => {
+            eprintln!("{test}: skipped, no GPU: {e}");
+            None
+        }
+    }
+}
