@@ -124,6 +124,7 @@ pub fn backward(
                     b: *b,
                     bias: None,
                     c: *c,
+                    splits: 1,
                 },
             )
             .map(Command::Run)

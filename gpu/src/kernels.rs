@@ -30,10 +30,11 @@ pub(crate) enum Op {
     Flatten,
     Unflatten,
     Add,
+    SumSplits,
 }
 
 impl Op {
-    const ALL: [Self; 15] = [
+    const ALL: [Self; 16] = [
         Self::Im2col,
         Self::Col2im,
         Self::MaxForward,
@@ -49,6 +50,7 @@ impl Op {
         Self::Flatten,
         Self::Unflatten,
         Self::Add,
+        Self::SumSplits,
     ];
 
     /// (module, entry point).
@@ -69,6 +71,7 @@ impl Op {
             Self::Flatten => (Module::Layout, "flatten"),
             Self::Unflatten => (Module::Layout, "unflatten"),
             Self::Add => (Module::Layout, "add"),
+            Self::SumSplits => (Module::Layout, "sum_splits"),
         }
     }
 }
@@ -130,7 +133,7 @@ pub(crate) struct Kernels {
 pub(crate) struct Dispatch {
     pub(crate) pipeline: wgpu::ComputePipeline,
     pub(crate) bind: wgpu::BindGroup,
-    pub(crate) groups: (u32, u32),
+    pub(crate) groups: (u32, u32, u32),
 }
 
 /// One command of a recorded sequence: a kernel, or a whole-buffer copy (a gradient handed
@@ -255,7 +258,7 @@ impl Gpu {
         step: &wgpu::Buffer,
         threads: Threads,
     ) -> Result<Dispatch, GpuError> {
-        let groups = self.grid(threads)?;
+        let (x, y) = self.grid(threads)?;
         let mut block = [0u32; 16];
         block[..params.len()].copy_from_slice(params);
         let k = &self.kernels;
@@ -287,7 +290,7 @@ impl Gpu {
         Ok(Dispatch {
             pipeline,
             bind,
-            groups,
+            groups: (x, y, 1),
         })
     }
 
@@ -305,10 +308,11 @@ impl Gpu {
                 // next that uses it.
                 for c in &commands[at..at + kernels] {
                     if let Command::Run(d) = c {
-                        if d.groups.0 > 0 && d.groups.1 > 0 {
+                        let (x, y, z) = d.groups;
+                        if x > 0 && y > 0 && z > 0 {
                             pass.set_pipeline(&d.pipeline);
                             pass.set_bind_group(0, &d.bind, &[]);
-                            pass.dispatch_workgroups(d.groups.0, d.groups.1, 1);
+                            pass.dispatch_workgroups(x, y, z);
                         }
                     }
                 }

@@ -140,12 +140,24 @@ pub(crate) enum Axis {
     Rows,
 }
 
-/// Operand buffers of one product, with their lengths in values.
+/// Operand buffers of one product, with their lengths in values. With `splits > 1`, `c`
+/// holds `splits` partial products of `m x n`, block after block (their sum is `C`).
+#[derive(Clone, Copy)]
 pub(crate) struct Operands<'a> {
     pub a: (&'a wgpu::Buffer, usize),
     pub b: (&'a wgpu::Buffer, usize),
     pub bias: Option<(&'a wgpu::Buffer, usize, Axis)>,
     pub c: (&'a wgpu::Buffer, usize),
+    pub splits: usize,
+}
+
+/// How many parts to split `p`'s k into so that about 128 workgroups run (enough to fill a
+/// large GPU), each part at least 256 long (16 slabs); 1 when the output alone has enough
+/// tiles or k is short. At most 64.
+pub(crate) fn splits(p: &Product) -> usize {
+    const WANT: usize = 128;
+    let tiles = p.m.div_ceil(TILE).saturating_mul(p.n.div_ceil(TILE)).max(1);
+    WANT.div_ceil(tiles).min(p.k.div_ceil(256)).clamp(1, 64)
 }
 
 /// Output tile edge, as in the shader.
@@ -164,13 +176,21 @@ impl Gpu {
         ops: &Operands<'_>,
     ) -> Result<Dispatch, GpuError> {
         let dims = p.dims(ops.a.1, ops.b.1, ops.bias.map(|b| (b.1, b.2)))?;
-        if Some(ops.c.1) != p.out_len() {
+        let splits = ops.splits.max(1);
+        let written = p.out_len().and_then(|n| n.checked_mul(splits));
+        if Some(ops.c.1) != written {
             return Err(GpuError::Shape(format!(
-                "{p:?} writes {:?} values into a buffer of {}",
-                p.out_len(),
+                "{p:?} in {splits} parts writes {written:?} values into a buffer of {}",
                 ops.c.1
             )));
         }
+        // Slabs per part; the shader's indices stay below the buffer's length, checked
+        // against the adapter's limits when it was made.
+        let split_slabs = p.k.div_ceil(TILE).div_ceil(splits).max(1);
+        let mut block = [0u32; 12];
+        block[..8].copy_from_slice(&dims);
+        block[8] = u32::try_from(split_slabs)
+            .map_err(|_| GpuError::Shape(format!("{p:?}: k exceeds 32-bit indices")))?;
         let groups = |v: usize| {
             u32::try_from(v.div_ceil(TILE))
                 .ok()
@@ -179,7 +199,11 @@ impl Gpu {
                     GpuError::Shape(format!("{p:?}: more workgroups than the adapter allows"))
                 })
         };
-        let groups = (groups(p.n)?, groups(p.m)?);
+        let z = u32::try_from(splits)
+            .ok()
+            .filter(|z| *z <= self.device.limits().max_compute_workgroups_per_dimension)
+            .ok_or_else(|| GpuError::Shape(format!("{p:?}: {splits} parts are too many")))?;
+        let groups = (groups(p.n)?, groups(p.m)?, z);
         // Without a bias the shader never reads binding 3; A stands in for it.
         let bias = ops.bias.map_or(ops.a.0, |b| b.0);
         let layout = self.matmul.pipeline.get_bind_group_layout(0);
@@ -188,7 +212,7 @@ impl Gpu {
                 .device
                 .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                     label: Some("matmul dims"),
-                    contents: bytemuck::cast_slice(&dims),
+                    contents: bytemuck::cast_slice(&block),
                     usage: wgpu::BufferUsages::UNIFORM,
                 });
             self.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -238,6 +262,7 @@ impl Gpu {
                 .zip(bias)
                 .map(|(b, v)| (b, v.len(), Axis::Columns)),
             c: (&cb, out),
+            splits: 1,
         };
         let dispatch = self.matmul_dispatch(p, &ops)?;
         self.run(|e| Gpu::record(e, &[Command::Run(dispatch)]))?;
@@ -250,5 +275,24 @@ pub(crate) fn entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry
     wgpu::BindGroupEntry {
         binding,
         resource: buffer.as_entire_binding(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_products_with_few_tiles_are_split() {
+        // The weight gradient of the training tests' first convolution: 4 x 27 outputs
+        // summed over 600 pixels; it runs in 3 parts of at least 256.
+        assert_eq!(splits(&Product::row_major(4, 600, 27)), 3);
+        // cifar10_quick's first convolution at batch 100: 32 x 75 over 102,400 pixels.
+        assert_eq!(splits(&Product::row_major(32, 102_400, 75)), 13);
+        // A bias gradient: one column, as many parts as allowed.
+        assert_eq!(splits(&Product::row_major(32, 102_400, 1)), 64);
+        // Enough tiles, or a short k: not split.
+        assert_eq!(splits(&Product::row_major(256, 4096, 256)), 1);
+        assert_eq!(splits(&Product::row_major(4, 200, 4)), 1);
     }
 }

@@ -13,7 +13,7 @@ use netmorph_core::train::{Sgd, SgdConfig};
 use netmorph_core::{ActKind, Conv2d, Kernel, Layer, Network, Pool, Shape, Tensor};
 
 use crate::kernels::{Command, Op, Threads};
-use crate::matmul::{Axis, Operands, Product};
+use crate::matmul::{splits, Axis, Operands, Product};
 use crate::{Gpu, GpuError};
 
 /// Batch losses that wait on the GPU before they are read back; a step past this many
@@ -156,8 +156,30 @@ impl Builder<'_> {
             .map(Command::Run)
     }
 
-    fn product(&self, p: Product, ops: &Operands<'_>) -> Result<Command, GpuError> {
-        self.gpu.matmul_dispatch(&p, ops).map(Command::Run)
+    /// The product `p` into `ops.c`, split along k (partial products, then their sum) when
+    /// its output has too few tiles to fill the GPU; returns one or two commands.
+    fn product(&self, p: Product, ops: &Operands<'_>) -> Result<Vec<Command>, GpuError> {
+        let parts = splits(&p);
+        if parts == 1 {
+            return Ok(vec![Command::Run(self.gpu.matmul_dispatch(&p, ops)?)]);
+        }
+        let len = ops.c.1;
+        let partial_len = mul("partial products", len, parts)?;
+        let partial = self.gpu.poisoned("partial products", partial_len)?;
+        let split = Operands {
+            c: (&partial, partial_len),
+            splits: parts,
+            ..*ops
+        };
+        Ok(vec![
+            Command::Run(self.gpu.matmul_dispatch(&p, &split)?),
+            self.op(
+                Op::SumSplits,
+                &[0, 0, 0, u(len)?, u(parts)?],
+                &[&partial, ops.c.0],
+                Threads::Each(len),
+            )?,
+        ])
     }
 
     /// Layers `layers` on `x`; returns the output.
@@ -240,41 +262,42 @@ impl Builder<'_> {
                 b: (b_buf, b_len),
                 bias: Some((&bias, kernel.out, Axis::Rows)),
                 c: (&y.val, y_len),
+                splits: 1,
             },
         )?;
-        self.forward.push(fwd);
+        self.forward.extend(fwd);
         let dy = y.grad.as_ref().unwrap_or(&y.val);
         let ones = self.gpu.upload("ones", &vec![1.0; cols])?;
-        let mut back = vec![
-            // dW = dY col^T.
-            self.product(
-                Product {
-                    b_row: 1,
-                    b_col: cols,
-                    ..Product::row_major(kernel.out, cols, rows)
-                },
-                &Operands {
-                    a: (dy, y_len),
-                    b: (b_buf, b_len),
-                    bias: None,
-                    c: (&dw, kernel.weight.len()),
-                },
-            )?,
-            // db = dY 1.
-            self.product(
-                Product::row_major(kernel.out, cols, 1),
-                &Operands {
-                    a: (dy, y_len),
-                    b: (&ones, cols),
-                    bias: None,
-                    c: (&db, kernel.out),
-                },
-            )?,
-        ];
+        // dW = dY col^T.
+        let mut back = self.product(
+            Product {
+                b_row: 1,
+                b_col: cols,
+                ..Product::row_major(kernel.out, cols, rows)
+            },
+            &Operands {
+                a: (dy, y_len),
+                b: (b_buf, b_len),
+                bias: None,
+                c: (&dw, kernel.weight.len()),
+                splits: 1,
+            },
+        )?;
+        // db = dY 1.
+        back.extend(self.product(
+            Product::row_major(kernel.out, cols, 1),
+            &Operands {
+                a: (dy, y_len),
+                b: (&ones, cols),
+                bias: None,
+                c: (&db, kernel.out),
+                splits: 1,
+            },
+        )?);
         if let Some(dx) = &x.grad {
             // dcol = W^T dY, into the patches (read for the last time above) or dX itself.
             let target = col.as_ref().map_or((dx, x_len), |(buf, len)| (buf, *len));
-            back.push(self.product(
+            back.extend(self.product(
                 Product {
                     a_row: 1,
                     a_col: rows,
@@ -285,6 +308,7 @@ impl Builder<'_> {
                     b: (dy, y_len),
                     bias: None,
                     c: target,
+                    splits: 1,
                 },
             )?);
             if let Some((buf, _)) = &col {

@@ -1,5 +1,5 @@
 // Layout changes and sums of activations.
-// Parameters: 0 C, 1 N, 2 plane (H W), 3 values.
+// Parameters: 0 C, 1 N, 2 plane (H W), 3 values, 4 parts (sum_splits).
 
 @group(0) @binding(1) var<storage, read_write> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
@@ -46,4 +46,21 @@ fn add(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: ve
         return;
     }
     dst[i] = src[i] + other[i];
+}
+
+// dst = the sum of the `parts` blocks of `values` values in src, in block order (the partial
+// products of a product split along k).
+@compute @workgroup_size(256)
+fn sum_splits(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+              @builtin(local_invocation_index) local: u32) {
+    let len = param(3u);
+    let i = flat_index(wg, groups, local);
+    if (i >= len) {
+        return;
+    }
+    var acc = 0.0;
+    for (var part = 0u; part < param(4u); part++) {
+        acc += src[part * len + i];
+    }
+    dst[i] = acc;
 }

@@ -1,6 +1,10 @@
-// C (m x n, row-major, dense) = A (m x k) B (k x n) [+ bias per column or per row], A and B read through
-// arbitrary strides (so either may be a transposed view). 16 x 16 output tiles, each
-// workgroup stepping through k in 16-wide slabs staged in workgroup memory.
+// C (m x n, row-major, dense) = A (m x k) B (k x n) [+ bias per column or per row], A and B
+// read through arbitrary strides (so either may be a transposed view). 16 x 16 output tiles,
+// each workgroup stepping through k in 16-wide slabs staged in workgroup memory. Split k:
+// workgroup z takes `split_slabs` slabs from slab z * split_slabs on and writes its partial
+// product to the z-th m x n block of C (only block 0 adds the bias); a second kernel sums
+// the blocks. A product with few output tiles and a long k (a weight gradient summed over a
+// whole batch of pixels) then still fills the GPU.
 
 struct Dims {
     m: u32,
@@ -12,6 +16,10 @@ struct Dims {
     b_col: u32,
     // 1: add bias[col]; 2: add bias[row].
     with_bias: u32,
+    split_slabs: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> d: Dims;
@@ -29,8 +37,9 @@ fn main(@builtin(local_invocation_id) l: vec3<u32>, @builtin(workgroup_id) g: ve
     let row = g.y * TILE + l.y;
     let col = g.x * TILE + l.x;
     var acc = 0.0;
-    let slabs = (d.k + TILE - 1u) / TILE;
-    for (var s = 0u; s < slabs; s++) {
+    let first = g.z * d.split_slabs;
+    let last = min((d.k + TILE - 1u) / TILE, first + d.split_slabs);
+    for (var s = first; s < last; s++) {
         let ka = s * TILE + l.x;
         var va = 0.0;
         if (row < d.m && ka < d.k) {
@@ -50,11 +59,11 @@ fn main(@builtin(local_invocation_id) l: vec3<u32>, @builtin(workgroup_id) g: ve
         workgroupBarrier();
     }
     if (row < d.m && col < d.n) {
-        if (d.with_bias == 1u) {
+        if (g.z == 0u && d.with_bias == 1u) {
             acc += bias[col];
-        } else if (d.with_bias == 2u) {
+        } else if (g.z == 0u && d.with_bias == 2u) {
             acc += bias[row];
         }
-        c[row * d.n + col] = acc;
+        c[(g.z * d.m + row) * d.n + col] = acc;
     }
 }
