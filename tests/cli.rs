@@ -413,6 +413,7 @@ fn ops_lists_every_operation_with_an_example() {
 }
 
 #[test]
+#[cfg(feature = "gpu")]
 fn train_on_the_gpu_matches_the_cpu_and_bad_adapters_are_named() {
     let (code, _, err) = train_mlp("/dev/null", "100", &["--adapter", "0"]);
     assert_ne!(code, 0);

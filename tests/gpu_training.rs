@@ -1,6 +1,7 @@
 //! `fit_on` with the GPU engine against `fit` on the CPU: the same epochs, the same
 //! interruption and resumption (across devices too), and the errors of what the GPU does
 //! not take. Under `CI=true` a missing adapter fails; elsewhere the tests say they skipped.
+#![cfg(feature = "gpu")]
 
 mod common;
 

@@ -37,6 +37,7 @@ pub fn s(p: &Path) -> &str {
 
 /// The default GPU adapter; `None` (after saying so) where there is none and CI is not set.
 /// Under `CI=true` a missing adapter fails the test: CI installs Mesa's lavapipe.
+#[cfg(feature = "gpu")]
 pub fn gpu(test: &str) -> Option<netmorph::device::Gpu> {
     use netmorph::device::{AdapterChoice, Gpu};
     match Gpu::open(&AdapterChoice::Default) {

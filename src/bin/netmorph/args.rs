@@ -37,6 +37,9 @@ pub struct DataArgs {
     /// Use only the first N training images (0: all).
     #[arg(long, default_value_t = 0)]
     pub limit: usize,
+    /// Evaluate on only the first N test images (0: all): quick runs on slow devices.
+    #[arg(long, default_value_t = 0)]
+    pub test_limit: usize,
     /// How inputs are scaled: `standard` (zero mean, unit variance per channel) or `pixels`
     /// (the channel mean subtracted from 0-255 values: Caffe's scale, which its cifar10_quick
     /// solver settings need). A new model takes `standard` unless told; an existing model
@@ -151,11 +154,11 @@ pub fn input_scale(data: &DataArgs, model: Option<InputScale>) -> Result<InputSc
 /// statistics.
 pub fn load_data(
     name: &str,
-    limit: usize,
+    limits: (usize, usize),
     scale: InputScale,
     budget: Budget,
 ) -> Result<(Dataset, Dataset)> {
-    let (mut train, mut test, stats) = load_unscaled(name, limit, budget)?;
+    let (mut train, mut test, stats) = load_unscaled(name, limits, budget)?;
     train.scale(&stats, scale);
     test.scale(&stats, scale);
     Ok((train, test))
@@ -165,11 +168,16 @@ pub fn load_data(
 /// per-channel `(mean, std)`.
 pub type Unscaled = (Dataset, Dataset, Vec<(f64, f64)>);
 
-/// [`Unscaled`] data named `name`, the training split cut to `limit` samples (0: all).
-pub fn load_unscaled(name: &str, limit: usize, budget: Budget) -> Result<Unscaled> {
+/// [`Unscaled`] data named `name`, the training and test splits cut to `limits` samples
+/// (0: all).
+pub fn load_unscaled(
+    name: &str,
+    (limit, test_limit): (usize, usize),
+    budget: Budget,
+) -> Result<Unscaled> {
     budget.check(&format!("loading --data {name}"), data_bytes(name))?;
     let dir = data_dir(name);
-    let (mut train, test) = match name {
+    let (mut train, mut test) = match name {
         "fashion-mnist" => fashion_mnist(&dir),
         "cifar10" => cifar10(&dir, 0),
         _ if dir.join("train").is_dir() || dir.join("data_batch_1.bin").exists() => {
@@ -181,6 +189,9 @@ pub fn load_unscaled(name: &str, limit: usize, budget: Budget) -> Result<Unscale
     let stats = train.channel_stats();
     if limit > 0 {
         train = train.head(limit);
+    }
+    if test_limit > 0 {
+        test = test.head(test_limit);
     }
     Ok((train, test, stats))
 }

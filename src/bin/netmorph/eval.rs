@@ -18,7 +18,12 @@ pub fn run(model: &Path, data: &DataArgs, json: bool, budget: Budget) -> Result<
 
 fn eval_as<T: Scalar>(model: &Path, data: &DataArgs, json: bool, budget: Budget) -> Result<()> {
     let (net, stored) = load_scaled::<T>(model)?;
-    let (_, test) = load_data(&data.data, 0, input_scale(data, Some(stored))?, budget)?;
+    let (_, test) = load_data(
+        &data.data,
+        (0, data.test_limit),
+        input_scale(data, Some(stored))?,
+        budget,
+    )?;
     fits(&net, &test)?;
     // `evaluate` runs batches of 500.
     budget.check("the forward passes", forward_bytes(&net, 500))?;

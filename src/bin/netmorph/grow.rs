@@ -104,7 +104,12 @@ fn grow_as<T: Scalar>(args: &GrowArgs, budget: Budget) -> Result<()> {
         files.iter().map(|f| (f.as_path(), "data file")).collect();
     netmorph::atomic::check_outputs(&outputs, &inputs)?;
     let scale = input_scale(&args.data, None)?;
-    let (train_set, test_set) = load_data(&args.data.data, args.data.limit, scale, budget)?;
+    let (train_set, test_set) = load_data(
+        &args.data.data,
+        (args.data.limit, args.data.test_limit),
+        scale,
+        budget,
+    )?;
     let mut net = build::<T>(&arch, &train_set, opt.seed, budget)?;
     let probes = cast::<T>(&test_set.x);
     let mut log = Log::default();

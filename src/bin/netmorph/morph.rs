@@ -51,7 +51,7 @@ fn morph_as<T: Scalar>(args: &MorphArgs, budget: Budget) -> Result<()> {
         forward_bytes(&parent, probe_count),
     )?;
     let probes: Tensor<T> = match &args.data {
-        Some(name) => netmorph::fit::cast(&load_data(name, 1, scale, budget)?.1.head(1000).x),
+        Some(name) => netmorph::fit::cast(&load_data(name, (1, 0), scale, budget)?.1.head(1000).x),
         None => Tensor::random(
             256,
             parent.input_shape(),

@@ -10,7 +10,6 @@ use netmorph::data::{Dataset, InputScale};
 use netmorph::fit::{fit, EpochStats, FitConfig, Outcome, TrainState};
 use netmorph::memory::{human, training_bytes, values_bytes, Budget};
 use netmorph::model_file::{load_scaled, precision, save_scaled, Precision, ScaledNetwork};
-use netmorph::train::TrainError;
 use netmorph::{arch, Network, Rng, Scalar};
 
 use crate::args::{
@@ -53,7 +52,7 @@ fn train_new<T: Scalar>(
     let arch = arch::parse(spec)?;
     check_outputs(opt, data, out, None)?;
     let scale = input_scale(data, None)?;
-    let loaded = load_unscaled(&data.data, data.limit, budget)?;
+    let loaded = load_unscaled(&data.data, (data.limit, data.test_limit), budget)?;
     let net = build::<T>(&arch, &loaded.0, opt.seed, budget)?;
     run_fit(Start::Model((net, scale)), loaded, data, opt, out, budget)
 }
@@ -107,7 +106,7 @@ fn continue_model<T: Scalar>(
 ) -> Result<()> {
     check_outputs(opt, data, out, Some(model))?;
     let net = load_scaled::<T>(model)?;
-    let loaded = load_unscaled(&data.data, data.limit, budget)?;
+    let loaded = load_unscaled(&data.data, (data.limit, data.test_limit), budget)?;
     run_fit(Start::Model(net), loaded, data, opt, out, budget)
 }
 
@@ -124,7 +123,7 @@ fn resume_as<T: Scalar>(
     budget: Budget,
 ) -> Result<()> {
     check_outputs(opt, data, out, None)?;
-    let loaded = load_unscaled(&data.data, data.limit, budget)?;
+    let loaded = load_unscaled(&data.data, (data.limit, data.test_limit), budget)?;
     run_fit::<T>(
         Start::Checkpoint(ckpt.to_path_buf()),
         loaded,
@@ -305,7 +304,8 @@ fn open_gpu(adapter: Option<&str>) -> Result<Device> {
             .parse::<usize>()
             .map_or_else(|_| AdapterChoice::Name(a.to_string()), AdapterChoice::Index),
     };
-    let gpu = Gpu::open(&choice).map_err(|e| CliError::Train(TrainError::Device(e.to_string())))?;
+    let gpu = Gpu::open(&choice)
+        .map_err(|e| CliError::Train(netmorph::train::TrainError::Device(e.to_string())))?;
     eprintln!("training on the GPU adapter {}", gpu.name());
     Ok(Device::Gpu(Box::new(gpu)))
 }

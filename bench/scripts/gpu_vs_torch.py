@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Side by side in one run: training throughput (images/s, batch 100, float32) of netmorph on
+a GPU (netmorph-gpu: wgpu compute, Vulkan/Metal/DX12), netmorph on the CPU, and PyTorch on the
+same GPU through CUDA (or on the CPU where PyTorch sees no CUDA device, said in the output).
+
+Models: Caffe's cifar10_quick and cifar_222 (its three 5x5 convolutions each 4x wider and
+followed by a 1x1 convolution back to the original width: the paper's depth-morphed child).
+PyTorch uses plain ReLUs where netmorph has P-activations (learnable a), which only favours
+PyTorch. Every side runs SGD with momentum 0.9 and weight decay 0.004 on one generated batch
+(no data loading, no evaluation) after three warm-up steps; GPU timings stop once the last
+step has finished (torch.cuda.synchronize; netmorph reads the last loss back). Each side runs
+`rounds` times, alternating; medians are compared.
+
+    pip install torch
+    cargo build --release -p netmorph-bench --example train_throughput
+    python3 bench/scripts/gpu_vs_torch.py [adapter (index or name part, default: the first
+        discrete GPU)] [rounds, default 3] [GPU steps, default 100] [CPU threads, default all]
+"""
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn as nn
+
+BATCH = 100
+CPU_STEPS = 10
+
+
+def cifar(widen):
+    """cifar10_quick (widen=False) or cifar_222 (widen=True), as netmorph's arch builds them."""
+    def conv(inp, out):
+        if widen:
+            return [nn.Conv2d(inp, 4 * out, 5, padding=2), nn.ReLU(), nn.Conv2d(4 * out, out, 1)]
+        return [nn.Conv2d(inp, out, 5, padding=2)]
+    return nn.Sequential(
+        *conv(3, 32), nn.MaxPool2d(3, 2, ceil_mode=True), nn.ReLU(),
+        *conv(32, 32), nn.ReLU(), nn.AvgPool2d(3, 2, ceil_mode=True),
+        *conv(32, 64), nn.ReLU(), nn.AvgPool2d(3, 2, ceil_mode=True),
+        nn.Flatten(), nn.Linear(1024, 64), nn.Linear(64, 10))
+
+
+def torch_images_per_second(name, steps, device):
+    torch.manual_seed(0)
+    net = cifar(name == "cifar_222").to(device)
+    opt = torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9, weight_decay=0.004)
+    x = torch.randn(BATCH, 3, 32, 32, device=device)
+    y = (torch.arange(BATCH) % 10).to(device)
+    loss = nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad()
+        loss(net(x), y).backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return BATCH * steps / (time.perf_counter() - start)
+
+
+def netmorph_run(name, steps, threads, device):
+    out = subprocess.run(
+        ["target/release/examples/train_throughput", name, str(BATCH), str(threads), str(steps),
+         device], check=True, capture_output=True, text=True).stdout
+    fields = dict(f.split("=", 1) for f in out.split())
+    return float(fields["images_per_second"]), fields.get("adapter", "cpu")
+
+
+def main():
+    adapter = sys.argv[1] if len(sys.argv) > 1 else ""
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    gpu_steps = int(sys.argv[3]) if len(sys.argv) > 3 else 100
+    threads = int(sys.argv[4]) if len(sys.argv) > 4 else os.cpu_count()
+    gpu = "gpu:" + adapter if adapter else "gpu"
+    torch_device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.set_num_threads(threads)
+    card = torch.cuda.get_device_name(0) if torch_device == "cuda" else "no CUDA device: CPU"
+    print(f"torch {torch.__version__} on {card}; netmorph CPU with {threads} threads; "
+          f"batch {BATCH}, float32, median of {rounds} alternating rounds")
+    for name in ["cifar10_quick", "cifar_222"]:
+        ours, cpu, theirs = [], [], []
+        for _ in range(rounds):
+            rate, used = netmorph_run(name, gpu_steps, threads, gpu)
+            ours.append(rate)
+            cpu.append(netmorph_run(name, CPU_STEPS, threads, "cpu")[0])
+            theirs.append(torch_images_per_second(
+                name, gpu_steps if torch_device == "cuda" else CPU_STEPS, torch_device))
+        a, c, t = statistics.median(ours), statistics.median(cpu), statistics.median(theirs)
+        print(f"{name:14} netmorph GPU ({used}) {a:9.0f} img/s   netmorph CPU {c:8.0f} img/s   "
+              f"torch {torch_device} {t:9.0f} img/s   GPU/torch {a / t:5.2f}x   GPU/CPU {a / c:6.2f}x")
+
+
+if __name__ == "__main__":
+    main()
