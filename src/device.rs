@@ -71,6 +71,8 @@ fn cast_layers<T: Scalar, U: Scalar>(layers: &[Layer<T>]) -> Vec<Layer<U>> {
 }
 
 impl<T: Scalar> Engine<T> for GpuEngine {
+    const IN_PLACE: bool = false;
+
     /// # Errors
     /// [`TrainError::Device`] for an f64 network (the GPU trains f32 only, and nothing
     /// converts f64 to f32 silently) or when the upload fails.
@@ -116,11 +118,11 @@ impl<T: Scalar> Engine<T> for GpuEngine {
     }
 
     fn evaluate(&mut self, _: &Network<T>, data: &Dataset) -> Result<(f64, f64), TrainError> {
-        let batch = self.eval_batch;
+        let batch = self.eval_batch.min(data.y.len()).max(1);
         let trainer = self.trainer()?;
         let all: Vec<usize> = (0..data.y.len()).collect();
         let (mut loss, mut hits) = (0.0, 0usize);
-        for group in all.chunks(batch * EVAL_GROUP) {
+        for group in all.chunks(batch.saturating_mul(EVAL_GROUP)) {
             let batches: Vec<(Tensor<f32>, Vec<usize>)> =
                 group.chunks(batch).map(|c| data.batch(c)).collect();
             let (l, h, _) = trainer
@@ -130,6 +132,9 @@ impl<T: Scalar> Engine<T> for GpuEngine {
             hits += h;
         }
         let n = data.y.len().max(1) as f64;
+        if !loss.is_finite() {
+            return Err(TrainError::NonFinite);
+        }
         Ok((loss / n, hits as f64 / n))
     }
 

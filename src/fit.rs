@@ -155,6 +155,10 @@ pub fn cast<T: Scalar>(x: &Tensor<f32>) -> Tensor<T> {
 /// the caller's `net` and `sgd`. [`Cpu`] updates them in place at every step; a GPU engine
 /// ([`crate::device::GpuEngine`]) keeps them on the GPU in between.
 pub trait Engine<T: Scalar> {
+    /// Whether each step updates the caller's network and optimiser in place (the CPU), or
+    /// only [`Engine::finish`] brings them back (a GPU).
+    const IN_PLACE: bool;
+
     /// Takes the network and optimiser state the run starts from.
     ///
     /// # Errors
@@ -184,7 +188,8 @@ pub trait Engine<T: Scalar> {
     /// Mean softmax cross-entropy and accuracy of the network as trained so far on `data`.
     ///
     /// # Errors
-    /// [`TrainError`] if the data does not fit the network.
+    /// [`TrainError`] if the data does not fit the network, the loss is not finite or the
+    /// device fails.
     fn evaluate(&mut self, net: &Network<T>, data: &Dataset) -> Result<(f64, f64), TrainError>;
 
     /// Leaves the network and optimiser state as trained so far in `net` and `sgd`.
@@ -202,6 +207,8 @@ pub struct Cpu {
 }
 
 impl<T: Scalar> Engine<T> for Cpu {
+    const IN_PLACE: bool = true;
+
     fn start(&mut self, _: &Network<T>, _: &Sgd<T>) -> Result<(), TrainError> {
         Ok(())
     }
@@ -284,10 +291,30 @@ impl Reported {
 ///
 /// # Errors
 /// [`TrainError`] (a NaN loss, data that does not fit the network, a failing device). On
-/// the CPU the network keeps the last good update; on a GPU it stays as it was before this
-/// call.
+/// the CPU the network keeps the last good update and `state` says where it stands; on a
+/// GPU the network and `state` stay as they were before this call.
 #[allow(clippy::too_many_arguments)]
-pub fn fit_on<T: Scalar>(
+pub fn fit_on<T: Scalar, E: Engine<T>>(
+    engine: &mut E,
+    net: &mut Network<T>,
+    data: (&Dataset, &Dataset),
+    config: &FitConfig,
+    state: &mut TrainState<T>,
+    stop: &AtomicBool,
+    progress: impl FnMut(usize, usize, usize, f64),
+    on_epoch: impl FnMut(&EpochStats),
+) -> Result<(Vec<EpochStats>, Outcome), TrainError> {
+    let at_start = (state.epoch, state.step, state.loss_sum);
+    let result = run_epochs(engine, net, data, config, state, stop, progress, on_epoch);
+    if result.is_err() && !E::IN_PLACE {
+        (state.epoch, state.step, state.loss_sum) = at_start;
+    }
+    result
+}
+
+/// [`fit_on`]'s loop.
+#[allow(clippy::too_many_arguments)]
+fn run_epochs<T: Scalar>(
     engine: &mut impl Engine<T>,
     net: &mut Network<T>,
     (train, test): (&Dataset, &Dataset),
@@ -305,7 +332,7 @@ pub fn fit_on<T: Scalar>(
     // Steps already taken in this epoch (a resumed run) count with the loss sum they have.
     let mut reported = Reported {
         waiting: VecDeque::new(),
-        samples: (state.step * batch).min(train.y.len()),
+        samples: state.step.saturating_mul(batch).min(train.y.len()),
     };
     while state.epoch < config.epochs {
         let epoch = state.epoch + 1;

@@ -57,12 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let x = Tensor::<f32>::random(batch, input, &mut rng);
     let labels: Vec<usize> = (0..batch).map(|i| i % 10).collect();
     if let Some(adapter) = device.strip_prefix("gpu") {
-        let choice = match adapter.strip_prefix(':') {
-            None => AdapterChoice::Default,
-            Some(a) => a
-                .parse()
-                .map_or_else(|_| AdapterChoice::Name(a.into()), AdapterChoice::Index),
-        };
+        let choice: AdapterChoice = adapter.trim_start_matches(':').parse()?;
         let gpu = Gpu::open(&choice)?;
         let mut trainer = Trainer::new(&gpu, &net, &sgd)?;
         for _ in 0..3 {

@@ -20,6 +20,28 @@ pub enum AdapterChoice {
     Name(String),
 }
 
+impl std::str::FromStr for AdapterChoice {
+    type Err = std::convert::Infallible;
+
+    /// An index (`"1"`) or a part of a name (`"RTX"`); the empty string is the default.
+    ///
+    /// # Examples
+    /// ```
+    /// use netmorph_gpu::AdapterChoice;
+    /// assert_eq!("1".parse(), Ok(AdapterChoice::Index(1)));
+    /// assert_eq!("llvmpipe".parse(), Ok(AdapterChoice::Name("llvmpipe".into())));
+    /// assert_eq!("".parse(), Ok(AdapterChoice::Default));
+    /// ```
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(if text.is_empty() {
+            Self::Default
+        } else {
+            text.parse()
+                .map_or_else(|_| Self::Name(text.to_string()), Self::Index)
+        })
+    }
+}
+
 /// One adapter as [`Gpu::adapters`] lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AdapterSummary {
@@ -63,6 +85,31 @@ fn summary(index: usize, adapter: &wgpu::Adapter) -> AdapterSummary {
     }
 }
 
+/// Calls `f` (which creates resources, compiles kernels, or records, submits and waits for
+/// work) with the device's validation, out-of-memory and internal errors (a backend that
+/// fails to compile a shader) caught: they come back as [`GpuError::Device`] instead of
+/// reaching wgpu's default handler, which panics.
+fn scoped<T>(device: &wgpu::Device, f: impl FnOnce() -> T) -> Result<T, GpuError> {
+    let scopes = [
+        wgpu::ErrorFilter::Validation,
+        wgpu::ErrorFilter::OutOfMemory,
+        wgpu::ErrorFilter::Internal,
+    ]
+    .map(|filter| device.push_error_scope(filter));
+    let value = f();
+    // Scopes pop in reverse order of pushing; every one is popped.
+    let mut first = None;
+    for scope in scopes.into_iter().rev() {
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            first.get_or_insert(e);
+        }
+    }
+    match first {
+        Some(e) => Err(GpuError::Device(e.to_string())),
+        None => Ok(value),
+    }
+}
+
 /// Preference of [`AdapterChoice::Default`]: lower is better.
 fn rank(adapter: &wgpu::Adapter) -> u8 {
     match adapter.get_info().device_type {
@@ -90,7 +137,7 @@ impl Gpu {
     /// # Errors
     /// [`GpuError::NoAdapter`] when no adapter exists, [`GpuError::AdapterNotFound`] (with
     /// the list) when none matches `choice`, [`GpuError::RequestDevice`] when the adapter
-    /// refuses a device.
+    /// refuses a device, [`GpuError::Device`] when it cannot compile the kernels.
     pub fn open(choice: &AdapterChoice) -> Result<Self, GpuError> {
         let mut adapters = all_adapters();
         if adapters.is_empty() {
@@ -138,12 +185,10 @@ impl Gpu {
             trace: wgpu::Trace::Off,
         }))
         .map_err(|e| GpuError::RequestDevice(e.to_string()))?;
-        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let matmul = MatmulPipeline::new(&device);
-        let kernels = Kernels::new(&device);
-        if let Some(e) = pollster::block_on(validation.pop()) {
-            return Err(GpuError::Device(format!("compiling the kernels: {e}")));
-        }
+        let (matmul, kernels) = scoped(&device, || {
+            (MatmulPipeline::new(&device), Kernels::new(&device))
+        })
+        .map_err(|e| GpuError::Device(format!("compiling the kernels: {e}")))?;
         Ok(Self {
             device,
             queue,
@@ -164,14 +209,16 @@ impl Gpu {
         let bytes = u64::try_from(len)
             .ok()
             .and_then(|n| n.checked_mul(4))
+            // The shaders index with 32-bit integers.
             .filter(|b| {
-                *b <= self.limits.max_buffer_size
+                len <= u32::MAX as usize
+                    && *b <= self.limits.max_buffer_size
                     && *b <= self.limits.max_storage_buffer_binding_size
             })
             .ok_or_else(|| {
                 GpuError::Shape(format!(
                     "{what}: {len} values do not fit one storage buffer of this adapter \
-                     ({} bytes at most)",
+                     ({} bytes and 2^32 values at most)",
                     self.limits.max_storage_buffer_binding_size
                 ))
             })?;
@@ -202,20 +249,9 @@ impl Gpu {
         self.upload(what, &vec![f32::NAN; len])
     }
 
-    /// Calls `f` (which creates resources, or records, submits and waits for work) with the
-    /// device's validation and out-of-memory errors caught: they come back as
-    /// [`GpuError::Device`] instead of reaching wgpu's default handler, which panics.
+    /// [`scoped`] on this device.
     pub(crate) fn scoped<T>(&self, f: impl FnOnce() -> T) -> Result<T, GpuError> {
-        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let memory = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let value = f();
-        // Scopes pop in reverse order of pushing.
-        for scope in [memory, validation] {
-            if let Some(e) = pollster::block_on(scope.pop()) {
-                return Err(GpuError::Device(e.to_string()));
-            }
-        }
-        Ok(value)
+        scoped(&self.device, f)
     }
 
     /// Submits the commands `record` encodes, without waiting for them.

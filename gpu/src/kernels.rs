@@ -30,11 +30,12 @@ pub(crate) enum Op {
     Flatten,
     Unflatten,
     Add,
+    Accumulate,
     SumSplits,
 }
 
 impl Op {
-    const ALL: [Self; 16] = [
+    const ALL: [Self; 17] = [
         Self::Im2col,
         Self::Col2im,
         Self::MaxForward,
@@ -50,6 +51,7 @@ impl Op {
         Self::Flatten,
         Self::Unflatten,
         Self::Add,
+        Self::Accumulate,
         Self::SumSplits,
     ];
 
@@ -71,6 +73,7 @@ impl Op {
             Self::Flatten => (Module::Layout, "flatten"),
             Self::Unflatten => (Module::Layout, "unflatten"),
             Self::Add => (Module::Layout, "add"),
+            Self::Accumulate => (Module::Layout, "accumulate"),
             Self::SumSplits => (Module::Layout, "sum_splits"),
         }
     }

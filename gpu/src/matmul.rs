@@ -1,4 +1,4 @@
-//! The tiled matrix product every dense (and, later, convolution) kernel is built on.
+//! The tiled matrix product the dense and convolution layers are built on.
 
 use wgpu::util::DeviceExt;
 
@@ -152,8 +152,8 @@ pub(crate) struct Operands<'a> {
 }
 
 /// How many parts to split `p`'s k into so that about 128 workgroups run (enough to fill a
-/// large GPU), each part at least 256 long (16 slabs); 1 when the output alone has enough
-/// tiles or k is short. At most 64.
+/// large GPU): no more parts than 256-long pieces of k (so parts are about 256 long or
+/// more), and at most 64; 1 when the output alone has enough tiles or k is short.
 pub(crate) fn splits(p: &Product) -> usize {
     const WANT: usize = 128;
     let tiles = p.m.div_ceil(TILE).saturating_mul(p.n.div_ceil(TILE)).max(1);
@@ -167,9 +167,9 @@ impl Gpu {
     /// `C = A B (+ bias)` on buffers already on the GPU, bound and ready to record.
     ///
     /// # Errors
-    /// [`GpuError::Shape`] when the buffers are too short for `p`, `C` is not `m * n`, or
-    /// the grid exceeds the adapter's dispatch limit; [`GpuError::Device`] when the GPU
-    /// refuses the resources.
+    /// [`GpuError::Shape`] when the buffers are too short for `p`, `C` is not `m * n` times
+    /// `ops.splits`, or the grid exceeds the adapter's dispatch limit; [`GpuError::Device`]
+    /// when the GPU refuses the resources.
     pub(crate) fn matmul_dispatch(
         &self,
         p: &Product,

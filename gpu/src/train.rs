@@ -107,6 +107,8 @@ struct Builder<'a> {
     forward: Vec<Command>,
     /// Each layer's backward commands, in forward order (they run reversed).
     backward: Vec<Vec<Command>>,
+    /// The longest ones vector made so far, and its length.
+    ones: Option<(wgpu::Buffer, usize)>,
 }
 
 /// `a * b` for sizes, or a [`GpuError::Shape`] naming `what`.
@@ -133,15 +135,28 @@ impl Builder<'_> {
         Ok((self.gpu.poisoned(what, len)?, len))
     }
 
-    /// A new activation of `shape` with a gradient buffer.
-    fn blob(&self, what: &str, shape: Shape) -> Result<Blob, GpuError> {
+    /// A new activation of `shape` with a gradient buffer, and that buffer.
+    fn blob(&self, what: &str, shape: Shape) -> Result<(Blob, wgpu::Buffer), GpuError> {
         let (val, _) = self.values(what, shape)?;
         let (grad, _) = self.values(what, shape)?;
-        Ok(Blob {
+        let blob = Blob {
             val,
-            grad: Some(grad),
+            grad: Some(grad.clone()),
             shape,
-        })
+        };
+        Ok((blob, grad))
+    }
+
+    /// `len` ones (the bias gradients' right-hand side), shared by the layers of the plan.
+    fn ones(&mut self, len: usize) -> Result<wgpu::Buffer, GpuError> {
+        match &self.ones {
+            Some((buf, have)) if *have >= len => Ok(buf.clone()),
+            _ => {
+                let buf = self.gpu.upload("ones", &vec![1.0; len])?;
+                self.ones = Some((buf.clone(), len));
+                Ok(buf)
+            }
+        }
     }
 
     fn op(
@@ -228,7 +243,7 @@ impl Builder<'_> {
             return Err(GpuError::Shape(format!("a {k} x {k} window on {s:?}")));
         };
         let out = Shape::image(kernel.out, oh, ow);
-        let y = self.blob("activation", out)?;
+        let (y, dy) = self.blob("activation", out)?;
         let rows = mul("patch", kernel.inp, k * k)?;
         let cols = mul("patch", self.n, oh * ow)?;
         // A 1 x 1 kernel at stride 1 without padding reads the input as it is.
@@ -266,8 +281,8 @@ impl Builder<'_> {
             },
         )?;
         self.forward.extend(fwd);
-        let dy = y.grad.as_ref().unwrap_or(&y.val);
-        let ones = self.gpu.upload("ones", &vec![1.0; cols])?;
+        let dy = &dy;
+        let ones = self.ones(cols)?;
         // dW = dY col^T.
         let mut back = self.product(
             Product {
@@ -329,7 +344,7 @@ impl Builder<'_> {
                 p.k, p.k
             )));
         };
-        let y = self.blob("pooled", Shape::image(s.c, oh, ow))?;
+        let (y, dy) = self.blob("pooled", Shape::image(s.c, oh, ow))?;
         let planes = mul("planes", s.c, self.n)?;
         let y_len = mul("pooled", planes, oh * ow)?;
         let x_len = mul("input", planes, s.h * s.w)?;
@@ -337,7 +352,7 @@ impl Builder<'_> {
             .map(u)
             .into_iter()
             .collect::<Result<Vec<u32>, _>>()?;
-        let dy = y.grad.as_ref().unwrap_or(&y.val);
+        let dy = &dy;
         let mut back = Vec::new();
         if max {
             let winner = self.gpu.poisoned("winners", y_len)?;
@@ -374,7 +389,7 @@ impl Builder<'_> {
 
     fn flatten(&mut self, x: &Blob) -> Result<Blob, GpuError> {
         let s = x.shape;
-        let y = self.blob("flat", Shape::flat(s.len()))?;
+        let (y, dy) = self.blob("flat", Shape::flat(s.len()))?;
         let len = mul("flatten", self.n, s.len())?;
         let params = [s.c, self.n, s.h * s.w, len]
             .map(u)
@@ -383,8 +398,8 @@ impl Builder<'_> {
         let fwd = self.op(Op::Flatten, &params, &[&x.val, &y.val], Threads::Each(len))?;
         self.forward.push(fwd);
         let mut back = Vec::new();
-        if let (Some(dx), Some(dy)) = (&x.grad, &y.grad) {
-            back.push(self.op(Op::Unflatten, &params, &[dy, dx], Threads::Each(len))?);
+        if let Some(dx) = &x.grad {
+            back.push(self.op(Op::Unflatten, &params, &[&dy, dx], Threads::Each(len))?);
         }
         self.backward.push(back);
         Ok(y)
@@ -396,7 +411,7 @@ impl Builder<'_> {
             (p.w.clone(), p.g.clone())
         };
         let s = x.shape;
-        let y = self.blob("activated", s)?;
+        let (y, dy) = self.blob("activated", s)?;
         let len = mul("activation", self.n, s.len())?;
         let plane = mul("activation", self.n, s.h * s.w)?;
         let phi = match kind {
@@ -413,7 +428,7 @@ impl Builder<'_> {
             Threads::Each(len),
         )?;
         self.forward.push(fwd);
-        let dy = y.grad.as_ref().unwrap_or(&y.val);
+        let dy = &dy;
         let mut back = vec![self.op(
             Op::ActDa,
             &params,
@@ -459,7 +474,7 @@ impl Builder<'_> {
         let Some(shape) = outs.first().map(|o| o.shape) else {
             return Err(GpuError::Shape("a parallel block without branches".into()));
         };
-        let y = self.blob("sum", shape)?;
+        let (y, dy) = self.blob("sum", shape)?;
         let y_len = mul("sum", self.n, shape.len())?;
         let sum = |me: &Self, parts: &[&wgpu::Buffer], to: &wgpu::Buffer, n: usize| {
             let mut cmds = Vec::new();
@@ -470,11 +485,12 @@ impl Builder<'_> {
                     to: to.clone(),
                     bytes: 4 * n as u64,
                 }),
-                [a, rest @ ..] => {
-                    let mut acc = *a;
+                // The first two added into `to`, the others added to it in place (one
+                // buffer is never bound twice).
+                [a, b, rest @ ..] => {
+                    cmds.push(me.op(Op::Add, &params, &[a, to, b], Threads::Each(n))?);
                     for p in rest {
-                        cmds.push(me.op(Op::Add, &params, &[acc, to, p], Threads::Each(n))?);
-                        acc = to;
+                        cmds.push(me.op(Op::Accumulate, &params, &[p, to], Threads::Each(n))?);
                     }
                 }
                 [] => {}
@@ -488,7 +504,6 @@ impl Builder<'_> {
             let parts: Vec<&wgpu::Buffer> = dxs.iter().collect();
             self.backward[at] = sum(self, &parts, dx, len)?;
         }
-        let dy = y.grad.as_ref().unwrap_or(&y.val);
         let copies = outs
             .iter()
             .filter_map(|o| o.grad.as_ref())
@@ -589,6 +604,11 @@ impl Trainer {
         if let Some(at) = self.plans.iter().position(|p| p.n == n) {
             return Ok(&self.plans[at]);
         }
+        // Plans hold every activation of a batch: keep two (the training batch and an
+        // epoch's last, smaller one), dropping the oldest for a third.
+        if self.plans.len() == 2 {
+            self.plans.remove(0);
+        }
         let mut b = Builder {
             gpu: &self.gpu,
             params: &self.params,
@@ -597,6 +617,7 @@ impl Trainer {
             next_param: 0,
             forward: Vec::new(),
             backward: Vec::new(),
+            ones: None,
         };
         let shape = self.net.input_shape();
         let (input, _) = b.values("input", shape)?;
@@ -607,13 +628,17 @@ impl Trainer {
         };
         let logits = b.seq(self.net.layers(), x)?;
         let classes = logits.shape.len();
+        // Zero bits: the shader reads them as u32 labels; each step writes the real ones.
         let labels = self.gpu.upload("labels", &vec![0.0; n])?;
         let per_sample = b.values("losses", Shape::flat(2))?.0;
-        let dlogits = logits.grad.as_ref().unwrap_or(&logits.val);
+        let dlogits = logits
+            .grad
+            .clone()
+            .ok_or_else(|| GpuError::Shape("a network without layers".into()))?;
         let softmax = b.op(
             Op::Softmax,
             &[u(classes)?, u(n)?],
-            &[&logits.val, &labels, dlogits, &per_sample],
+            &[&logits.val, &labels, &dlogits, &per_sample],
             Threads::Each(n),
         )?;
         let metrics = b.op(
@@ -660,10 +685,16 @@ impl Trainer {
                 x.data.len()
             )));
         }
-        if labels.len() != x.n || labels.iter().any(|l| *l >= classes) {
+        if labels.len() != x.n {
             return Err(GpuError::Shape(format!(
-                "{} labels in 0..{classes} needed for {} samples",
-                x.n, x.n
+                "{} labels for {} samples",
+                labels.len(),
+                x.n
+            )));
+        }
+        if let Some(bad) = labels.iter().find(|l| **l >= classes) {
+            return Err(GpuError::Shape(format!(
+                "label {bad} for a network of {classes} classes (labels must be below it)"
             )));
         }
         let slot = self.written.len() as u32;

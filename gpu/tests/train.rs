@@ -71,8 +71,8 @@ fn conv_net(rng: &mut Rng) -> Network<f32> {
     Network::new(Shape::image(3, 10, 10), layers).expect("a valid network")
 }
 
-/// Flat layers with a parallel block of two branches (and one of a single branch) in the
-/// middle.
+/// Flat layers with parallel blocks in the middle: three branches, one branch, and a layer
+/// beside an empty branch (the identity).
 fn parallel_net(rng: &mut Rng) -> Network<f32> {
     let layers = vec![
         Layer::Dense(kernel(6, 5, 1, rng)),
@@ -82,9 +82,14 @@ fn parallel_net(rng: &mut Rng) -> Network<f32> {
                 act(ActKind::Tanh, 4, rng),
             ],
             vec![Layer::Dense(kernel(4, 6, 1, rng))],
+            vec![
+                Layer::Dense(kernel(4, 6, 1, rng)),
+                act(ActKind::Sigmoid, 4, rng),
+            ],
         ]),
         act(ActKind::Relu, 4, rng),
         Layer::ParallelSum(vec![vec![Layer::Dense(kernel(4, 4, 1, rng))]]),
+        Layer::ParallelSum(vec![vec![Layer::Dense(kernel(4, 4, 1, rng))], vec![]]),
         Layer::Dense(kernel(3, 4, 1, rng)),
     ];
     Network::new(Shape::flat(5), layers).expect("a valid network")

@@ -37,7 +37,7 @@ fn unflatten(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) grou
     dst[i] = src[(c * plane + p) * n + s];
 }
 
-// dst = src + other (a ParallelSum's branches, forward and backward).
+// dst = src + other (a ParallelSum's first two branches, forward and backward).
 @compute @workgroup_size(256)
 fn add(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
        @builtin(local_invocation_index) local: u32) {
@@ -46,6 +46,17 @@ fn add(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: ve
         return;
     }
     dst[i] = src[i] + other[i];
+}
+
+// dst += src (a ParallelSum's further branches).
+@compute @workgroup_size(256)
+fn accumulate(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+              @builtin(local_invocation_index) local: u32) {
+    let i = flat_index(wg, groups, local);
+    if (i >= param(3u)) {
+        return;
+    }
+    dst[i] += src[i];
 }
 
 // dst = the sum of the `parts` blocks of `values` values in src, in block order (the partial

@@ -17,7 +17,8 @@ use crate::args::{
 use crate::error::{CliError, Context, Result};
 use crate::morph::{apply_checked, check_deviation};
 use crate::training::{
-    build, check_training, checkpoint_path, fit_or_checkpoint, open_device, Checkpointing,
+    build, check_device_flags, check_training, checkpoint_path, fit_or_checkpoint, open_device,
+    Checkpointing,
 };
 
 #[derive(clap::Args)]
@@ -80,6 +81,7 @@ pub fn run(args: &GrowArgs, budget: Budget) -> Result<()> {
 
 fn grow_as<T: Scalar>(args: &GrowArgs, budget: Budget) -> Result<()> {
     let opt = &args.opt;
+    check_device_flags(opt)?;
     if opt.resume.is_some() {
         return Err(CliError::Usage("grow runs its stages from the start; an interrupted stage printed the `netmorph continue ... --resume ...` command that finishes it".into()));
     }

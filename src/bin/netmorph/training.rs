@@ -36,6 +36,7 @@ pub fn train(
     out: &Path,
     budget: Budget,
 ) -> Result<()> {
+    check_device_flags(opt)?;
     if let Some(ckpt) = &opt.resume {
         return resume(ckpt, data, opt, out, budget);
     }
@@ -88,6 +89,7 @@ pub fn resume_or_continue(
     out: &Path,
     budget: Budget,
 ) -> Result<()> {
+    check_device_flags(opt)?;
     if let Some(ckpt) = &opt.resume {
         return resume(ckpt, data, opt, out, budget);
     }
@@ -286,23 +288,33 @@ pub enum Device {
 /// without the `gpu` feature; [`CliError::Train`] when no adapter matches (the message lists
 /// those there are) or none exists (the message says what to install).
 pub fn open_device(opt: &OptArgs) -> Result<Device> {
-    match (opt.device, &opt.adapter) {
-        (DeviceKind::Cpu, Some(_)) => Err(CliError::Usage(
-            "--adapter chooses a GPU; add --device gpu".into(),
-        )),
-        (DeviceKind::Cpu, None) => Ok(Device::Cpu),
-        (DeviceKind::Gpu, adapter) => open_gpu(adapter.as_deref()),
+    check_device_flags(opt)?;
+    match opt.device {
+        DeviceKind::Cpu => Ok(Device::Cpu),
+        DeviceKind::Gpu => open_gpu(opt.adapter.as_deref()),
     }
+}
+
+/// Checks `--device` and `--adapter` before any work (the device opens later).
+///
+/// # Errors
+/// [`CliError::Usage`] for `--adapter` without `--device gpu`.
+pub fn check_device_flags(opt: &OptArgs) -> Result<()> {
+    if opt.device == DeviceKind::Cpu && opt.adapter.is_some() {
+        return Err(CliError::Usage(
+            "--adapter chooses a GPU; add --device gpu".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(feature = "gpu")]
 fn open_gpu(adapter: Option<&str>) -> Result<Device> {
     use netmorph_gpu::{AdapterChoice, Gpu};
-    let choice = match adapter {
+    let choice = match adapter.map(str::parse) {
         None => AdapterChoice::Default,
-        Some(a) => a
-            .parse::<usize>()
-            .map_or_else(|_| AdapterChoice::Name(a.to_string()), AdapterChoice::Index),
+        Some(Ok(choice)) => choice,
+        Some(Err(never)) => match never {},
     };
     let gpu = Gpu::open(&choice)
         .map_err(|e| CliError::Train(netmorph::train::TrainError::Device(e.to_string())))?;
