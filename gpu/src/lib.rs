@@ -34,6 +34,7 @@ mod device;
 mod error;
 mod kernels;
 mod matmul;
+pub mod testing;
 pub mod train;
 
 pub use device::{AdapterChoice, AdapterSummary, Gpu};

@@ -35,19 +35,8 @@ pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// The default GPU adapter; `None` (after saying so) where there is none and CI is not set.
-/// Under `CI=true` a missing adapter fails the test: CI installs Mesa's lavapipe.
+/// The default GPU adapter, or a skip outside CI (`CI=true` needs one).
 #[cfg(feature = "gpu")]
 pub fn gpu(test: &str) -> Option<netmorph::device::Gpu> {
-    use netmorph::device::{AdapterChoice, Gpu};
-    match Gpu::open(&AdapterChoice::Default) {
-        Ok(gpu) => Some(gpu),
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{test}: CI=true needs a GPU adapter (Mesa's lavapipe at least): {e}")
-        }
-        Err(e) => {
-            eprintln!("{test}: skipped, no GPU: {e}");
-            None
-        }
-    }
+    netmorph_gpu::testing::adapter_or_skip(test)
 }

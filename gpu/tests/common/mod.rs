@@ -1,20 +1,11 @@
 //! Helpers of the GPU tests.
 
 use netmorph_core::Rng;
-use netmorph_gpu::{AdapterChoice, Gpu};
+use netmorph_gpu::Gpu;
 
-/// The default adapter; `None` (after saying so) where there is none and CI is not set.
+/// The default adapter, or a skip outside CI.
 pub fn gpu(test: &str) -> Option<Gpu> {
-    match Gpu::open(&AdapterChoice::Default) {
-        Ok(gpu) => Some(gpu),
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{test}: CI=true needs a GPU adapter (Mesa's lavapipe at least): {e}")
-        }
-        Err(e) => {
-            eprintln!("{test}: skipped, no GPU: {e}");
-            None
-        }
-    }
+    netmorph_gpu::testing::adapter_or_skip(test)
 }
 
 /// `n` values uniform in `[-1, -0.1] u [0.1, 1]`: random and never zero.
