@@ -86,7 +86,7 @@ impl Product {
         // The shader rounds k up to whole 16-wide slabs.
         let slabs = self
             .k
-            .checked_add(TILE - 1)
+            .checked_add(SLAB - 1)
             .ok_or_else(|| bad(format!("{self:?}: k overflows")))?;
         let max = need_a.max(need_b).max(out).max(slabs);
         let u = |v: usize| {
@@ -161,7 +161,10 @@ pub(crate) fn splits(p: &Product) -> usize {
 }
 
 /// Output tile edge, as in the shader.
-const TILE: usize = 16;
+const TILE: usize = 64;
+
+/// Width of the slabs of k staged in workgroup memory, as in the shader.
+const SLAB: usize = 16;
 
 impl Gpu {
     /// `C = A B (+ bias)` on buffers already on the GPU, bound and ready to record.
@@ -186,7 +189,7 @@ impl Gpu {
         }
         // Slabs per part; the shader's indices stay below the buffer's length, checked
         // against the adapter's limits when it was made.
-        let split_slabs = p.k.div_ceil(TILE).div_ceil(splits).max(1);
+        let split_slabs = p.k.div_ceil(SLAB).div_ceil(splits).max(1);
         let mut block = [0u32; 12];
         block[..8].copy_from_slice(&dims);
         block[8] = u32::try_from(split_slabs)
@@ -287,12 +290,15 @@ mod tests {
         // The weight gradient of the training tests' first convolution: 4 x 27 outputs
         // summed over 600 pixels; it runs in 3 parts of at least 256.
         assert_eq!(splits(&Product::row_major(4, 600, 27)), 3);
-        // cifar10_quick's first convolution at batch 100: 32 x 75 over 102,400 pixels.
-        assert_eq!(splits(&Product::row_major(32, 102_400, 75)), 13);
+        // cifar10_quick's first convolution at batch 100: 32 x 75 over 102,400 pixels, two
+        // 64 x 64 tiles.
+        assert_eq!(splits(&Product::row_major(32, 102_400, 75)), 64);
         // A bias gradient: one column, as many parts as allowed.
         assert_eq!(splits(&Product::row_major(32, 102_400, 1)), 64);
+        // A 256 x 256 output has 16 tiles: 8 parts.
+        assert_eq!(splits(&Product::row_major(256, 4096, 256)), 8);
         // Enough tiles, or a short k: not split.
-        assert_eq!(splits(&Product::row_major(256, 4096, 256)), 1);
+        assert_eq!(splits(&Product::row_major(1024, 4096, 1024)), 1);
         assert_eq!(splits(&Product::row_major(4, 200, 4)), 1);
     }
 }

@@ -50,13 +50,15 @@ fn adapters_are_listed_and_a_missing_one_is_named_with_the_choices() {
 fn matmul_matches_the_rounded_f64_product_across_ragged_sizes_and_strides() {
     let Some(gpu) = gpu("matmul") else { return };
     let mut rng = Rng::seed(7);
-    // Sizes below, at and across the 16-wide tiles.
+    // Sizes below, at and across the 16-wide slabs of k and the 64 x 64 output tiles.
     for (m, k, n) in [
         (1, 1, 1),
         (3, 5, 2),
         (16, 16, 16),
         (17, 33, 15),
         (40, 7, 65),
+        (64, 64, 64),
+        (130, 47, 70),
     ] {
         for transposed in [false, true] {
             let a = values(&mut rng, m * k);

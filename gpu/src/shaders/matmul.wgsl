@@ -1,5 +1,5 @@
 // C (m x n, row-major, dense) = A (m x k) B (k x n) [+ bias per column or per row], A and B
-// read through arbitrary strides (so either may be a transposed view). 16 x 16 output tiles,
+// read through arbitrary strides (so either may be a transposed view). 64 x 64 output tiles,
 // each workgroup stepping through k in 16-wide slabs staged in workgroup memory. Split k:
 // workgroup z takes `split_slabs` slabs from slab z * split_slabs on and writes its partial
 // product to the z-th m x n block of C (only block 0 adds the bias); a second kernel sums
@@ -28,42 +28,77 @@ struct Dims {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 
-const TILE: u32 = 16u;
-var<workgroup> ta: array<array<f32, 16>, 16>;
-var<workgroup> tb: array<array<f32, 16>, 16>;
+// 64 x 64 outputs per workgroup of 16 x 16 invocations, each accumulating a 4 x 4 block in
+// registers: rows l.y + 16 i and columns l.x + 16 j, so that neighbouring invocations read
+// neighbouring values of the staged B slab and write neighbouring values of C.
+const TILE: u32 = 64u;
+const SLAB: u32 = 16u;
+var<workgroup> ta: array<array<f32, 16>, 64>;
+var<workgroup> tb: array<array<f32, 64>, 16>;
 
 @compute @workgroup_size(16, 16)
-fn main(@builtin(local_invocation_id) l: vec3<u32>, @builtin(workgroup_id) g: vec3<u32>) {
-    let row = g.y * TILE + l.y;
-    let col = g.x * TILE + l.x;
-    var acc = 0.0;
+fn main(@builtin(local_invocation_id) l: vec3<u32>, @builtin(local_invocation_index) li: u32,
+        @builtin(workgroup_id) g: vec3<u32>) {
+    let row0 = g.y * TILE;
+    let col0 = g.x * TILE;
+    var acc: array<array<f32, 4>, 4>;
+    for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+            acc[i][j] = 0.0;
+        }
+    }
     let first = g.z * d.split_slabs;
-    let last = min((d.k + TILE - 1u) / TILE, first + d.split_slabs);
+    let last = min((d.k + SLAB - 1u) / SLAB, first + d.split_slabs);
     for (var s = first; s < last; s++) {
-        let ka = s * TILE + l.x;
-        var va = 0.0;
-        if (row < d.m && ka < d.k) {
-            va = a[row * d.a_row + ka * d.a_col];
+        let k0 = s * SLAB;
+        // Stage A's 64 x 16 and B's 16 x 64 values, four of each per invocation; zero
+        // outside the matrices.
+        for (var r = 0u; r < 4u; r++) {
+            let e = li + 256u * r;
+            let ar = e / SLAB;
+            let ak = e % SLAB;
+            var va = 0.0;
+            if (row0 + ar < d.m && k0 + ak < d.k) {
+                va = a[(row0 + ar) * d.a_row + (k0 + ak) * d.a_col];
+            }
+            ta[ar][ak] = va;
+            let bk = e / TILE;
+            let bc = e % TILE;
+            var vb = 0.0;
+            if (k0 + bk < d.k && col0 + bc < d.n) {
+                vb = b[(k0 + bk) * d.b_row + (col0 + bc) * d.b_col];
+            }
+            tb[bk][bc] = vb;
         }
-        ta[l.y][l.x] = va;
-        let kb = s * TILE + l.y;
-        var vb = 0.0;
-        if (kb < d.k && col < d.n) {
-            vb = b[kb * d.b_row + col * d.b_col];
-        }
-        tb[l.y][l.x] = vb;
         workgroupBarrier();
-        for (var i = 0u; i < TILE; i++) {
-            acc = fma(ta[l.y][i], tb[i][l.x], acc);
+        for (var q = 0u; q < SLAB; q++) {
+            var av: array<f32, 4>;
+            var bv: array<f32, 4>;
+            for (var i = 0u; i < 4u; i++) {
+                av[i] = ta[l.y + 16u * i][q];
+                bv[i] = tb[q][l.x + 16u * i];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                for (var j = 0u; j < 4u; j++) {
+                    acc[i][j] = fma(av[i], bv[j], acc[i][j]);
+                }
+            }
         }
         workgroupBarrier();
     }
-    if (row < d.m && col < d.n) {
-        if (g.z == 0u && d.with_bias == 1u) {
-            acc += bias[col];
-        } else if (g.z == 0u && d.with_bias == 2u) {
-            acc += bias[row];
+    for (var i = 0u; i < 4u; i++) {
+        let row = row0 + l.y + 16u * i;
+        for (var j = 0u; j < 4u; j++) {
+            let col = col0 + l.x + 16u * j;
+            if (row < d.m && col < d.n) {
+                var v = acc[i][j];
+                if (g.z == 0u && d.with_bias == 1u) {
+                    v += bias[col];
+                } else if (g.z == 0u && d.with_bias == 2u) {
+                    v += bias[row];
+                }
+                c[(g.z * d.m + row) * d.n + col] = v;
+            }
         }
-        c[(g.z * d.m + row) * d.n + col] = acc;
     }
 }
