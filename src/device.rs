@@ -1,7 +1,9 @@
 //! Training on a GPU through [`netmorph_gpu`]: [`GpuEngine`] is the [`Engine`] that
 //! [`fit_on`](crate::fit::fit_on) drives. The network and the optimiser's momentum are
 //! uploaded once per run, stay on the GPU while it trains, and come back at the end (or when
-//! the run is interrupted); batch losses come back every [`REPORT_EVERY`] steps.
+//! the run is interrupted); batch losses come back every [`REPORT_EVERY`] steps. f32
+//! networks train on every adapter, f64 networks where the adapter has 64-bit floats
+//! ([`Gpu::supports`]); neither is ever converted to the other.
 //!
 //! ```no_run
 //! use netmorph::device::{AdapterChoice, Gpu, GpuEngine};
@@ -15,7 +17,7 @@
 //! ```
 
 use netmorph_core::train::{Sgd, TrainError};
-use netmorph_core::{Layer, Network, Scalar, Tensor};
+use netmorph_core::{Network, Scalar, Tensor};
 pub use netmorph_gpu::train::Trainer;
 pub use netmorph_gpu::{AdapterChoice, AdapterSummary, Gpu, GpuError};
 
@@ -32,9 +34,25 @@ const EVAL_GROUP: usize = 20;
 /// Training on a GPU. See the [module docs](self).
 pub struct GpuEngine {
     gpu: Gpu,
-    trainer: Option<Trainer>,
+    trainer: Option<Run>,
     eval_batch: usize,
     since_report: usize,
+}
+
+/// The trainer of the run under way, in the network's own scalar type.
+enum Run {
+    Single(Trainer<f32>),
+    Double(Trainer<f64>),
+}
+
+/// `$body` with `$t` bound to the run's trainer, whichever its type.
+macro_rules! on_trainer {
+    ($run:expr, $t:ident => $body:expr) => {
+        match $run {
+            Run::Single($t) => $body,
+            Run::Double($t) => $body,
+        }
+    };
 }
 
 fn device(e: GpuError) -> TrainError {
@@ -58,38 +76,48 @@ impl GpuEngine {
         &self.gpu
     }
 
-    fn trainer(&mut self) -> Result<&mut Trainer, TrainError> {
+    fn trainer(&mut self) -> Result<&mut Run, TrainError> {
         self.trainer
             .as_mut()
             .ok_or_else(|| TrainError::Device("the GPU engine was not started".into()))
     }
 }
 
-/// `layers` in another scalar type; exact here, where both are f32.
-fn cast_layers<T: Scalar, U: Scalar>(layers: &[Layer<T>]) -> Vec<Layer<U>> {
-    layers.iter().map(Layer::cast).collect()
+/// `sgd` in another scalar type; exact here, where both are the same type.
+fn cast_sgd<T: Scalar, U: Scalar>(sgd: &Sgd<T>) -> Sgd<U> {
+    Sgd::resume(
+        *sgd.config(),
+        sgd.velocity().map(|v| v.iter().map(|l| l.cast()).collect()),
+        sgd.iteration(),
+    )
+}
+
+/// `x` in the trainer's scalar type (f64 holds every f32 exactly).
+fn batch<U: Scalar>(x: &Tensor<f32>) -> Tensor<U> {
+    crate::fit::cast(x)
 }
 
 impl<T: Scalar> Engine<T> for GpuEngine {
     const IN_PLACE: bool = false;
 
     /// # Errors
-    /// [`TrainError::Device`] for an f64 network (the GPU trains f32 only, and nothing
-    /// converts f64 to f32 silently) or when the upload fails.
+    /// [`TrainError::Device`] for an f64 network on an adapter without 64-bit floats
+    /// (nothing converts f64 to f32 silently), or when the upload fails.
     fn start(&mut self, net: &Network<T>, sgd: &Sgd<T>) -> Result<(), TrainError> {
-        if T::NAME != "f32" {
+        // The casts below are between a type and itself: exact.
+        let run = if T::NAME == "f32" {
+            Trainer::new(&self.gpu, &net.cast(), &cast_sgd(sgd)).map(Run::Single)
+        } else if self.gpu.supports::<f64>() {
+            Trainer::new(&self.gpu, &net.cast(), &cast_sgd(sgd)).map(Run::Double)
+        } else {
             return Err(TrainError::Device(format!(
-                "the GPU trains f32 networks only and this one is {}; train it on the CPU \
-                 (--device cpu)",
+                "{} has no 64-bit floats (SHADER_F64), and this network is {}; train it on \
+                 the CPU (--device cpu) or as f32 (--dtype f32)",
+                self.gpu.name(),
                 T::NAME
             )));
-        }
-        let sgd = Sgd::resume(
-            *sgd.config(),
-            sgd.velocity().map(cast_layers),
-            sgd.iteration(),
-        );
-        self.trainer = Some(Trainer::new(&self.gpu, &net.cast(), &sgd).map_err(device)?);
+        };
+        self.trainer = Some(run.map_err(device)?);
         self.since_report = 0;
         Ok(())
     }
@@ -103,31 +131,35 @@ impl<T: Scalar> Engine<T> for GpuEngine {
     ) -> Result<Vec<f64>, TrainError> {
         self.since_report += 1;
         let report = self.since_report >= REPORT_EVERY;
-        let trainer = self.trainer()?;
-        trainer.step(x, labels).map_err(device)?;
         if report {
             self.since_report = 0;
-            return self.trainer()?.losses().map_err(device);
+        }
+        let run = self.trainer()?;
+        on_trainer!(run, t => t.step(&batch(x), labels)).map_err(device)?;
+        if report {
+            return on_trainer!(run, t => t.losses()).map_err(device);
         }
         Ok(Vec::new())
     }
 
     fn losses(&mut self) -> Result<Vec<f64>, TrainError> {
         self.since_report = 0;
-        self.trainer()?.losses().map_err(device)
+        on_trainer!(self.trainer()?, t => t.losses()).map_err(device)
     }
 
     fn evaluate(&mut self, _: &Network<T>, data: &Dataset) -> Result<(f64, f64), TrainError> {
         let batch = self.eval_batch.min(data.y.len()).max(1);
-        let trainer = self.trainer()?;
+        let run = self.trainer()?;
         let all: Vec<usize> = (0..data.y.len()).collect();
         let (mut loss, mut hits) = (0.0, 0usize);
         for group in all.chunks(batch.saturating_mul(EVAL_GROUP)) {
             let batches: Vec<(Tensor<f32>, Vec<usize>)> =
                 group.chunks(batch).map(|c| data.batch(c)).collect();
-            let (l, h, _) = trainer
-                .evaluate(batches.iter().map(|(x, y)| (x, y.as_slice())))
-                .map_err(device)?;
+            let (l, h, _) = on_trainer!(run, t => {
+                let wide: Vec<_> = batches.iter().map(|(x, y)| (self::batch(x), y)).collect();
+                t.evaluate(wide.iter().map(|(x, y)| (x, y.as_slice())))
+            })
+            .map_err(device)?;
             loss += l;
             hits += h;
         }
@@ -139,15 +171,11 @@ impl<T: Scalar> Engine<T> for GpuEngine {
     }
 
     fn finish(&mut self, net: &mut Network<T>, sgd: &mut Sgd<T>) -> Result<(), TrainError> {
-        let trainer = self.trainer()?;
-        let trained = trainer.network().map_err(device)?;
-        let state = trainer.sgd().map_err(device)?;
-        *net = trained.cast();
-        *sgd = Sgd::resume(
-            *state.config(),
-            state.velocity().map(cast_layers),
-            state.iteration(),
-        );
+        let run = self.trainer()?;
+        on_trainer!(run, t => {
+            *net = t.network().map_err(device)?.cast();
+            *sgd = cast_sgd(&t.sgd().map_err(device)?);
+        });
         Ok(())
     }
 }

@@ -1,12 +1,11 @@
 //! Adapters, the device and the buffers kernels read and write.
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
 use crate::kernels::Kernels;
-use crate::matmul::MatmulPipeline;
-use crate::GpuError;
+use crate::{GpuError, Real};
 
 /// Which adapter [`Gpu::open`] takes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,8 +58,10 @@ pub struct AdapterSummary {
 pub struct Gpu {
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,
-    pub(crate) matmul: MatmulPipeline,
-    pub(crate) kernels: Kernels,
+    /// The f32 kernels, compiled when the device opens.
+    single: Kernels,
+    /// The f64 kernels, compiled the first time they are asked for.
+    double: Arc<Mutex<Option<Kernels>>>,
     name: String,
     limits: wgpu::Limits,
 }
@@ -108,6 +109,12 @@ fn scoped<T>(device: &wgpu::Device, f: impl FnOnce() -> T) -> Result<T, GpuError
         Some(e) => Err(GpuError::Device(e.to_string())),
         None => Ok(value),
     }
+}
+
+/// Compiles the kernels in `T`.
+fn compile<T: Real>(device: &wgpu::Device) -> Result<Kernels, GpuError> {
+    scoped(device, || Kernels::new(device, T::PRELUDE))
+        .map_err(|e| GpuError::Device(format!("compiling the {} kernels: {e}", T::NAME)))
 }
 
 /// Preference of [`AdapterChoice::Default`]: lower is better.
@@ -178,25 +185,58 @@ impl Gpu {
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("netmorph"),
-            required_features: wgpu::Features::empty(),
+            // f64 kernels where the adapter has them; nothing else beyond WebGPU's core.
+            required_features: adapter.features() & f64::FEATURES,
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
         .map_err(|e| GpuError::RequestDevice(e.to_string()))?;
-        let (matmul, kernels) = scoped(&device, || {
-            (MatmulPipeline::new(&device), Kernels::new(&device))
-        })
-        .map_err(|e| GpuError::Device(format!("compiling the kernels: {e}")))?;
+        let single = compile::<f32>(&device)?;
         Ok(Self {
             device,
             queue,
-            matmul,
-            kernels,
+            single,
+            double: Arc::default(),
             name: adapter.get_info().name,
             limits,
         })
+    }
+
+    /// Whether the device runs kernels in `T` (f32 always; f64 where the adapter has
+    /// [`wgpu::Features::SHADER_F64`]).
+    pub fn supports<T: Real>(&self) -> bool {
+        self.device.features().contains(T::FEATURES)
+    }
+
+    /// The kernels in `T`, compiled on first use for f64.
+    ///
+    /// # Errors
+    /// [`GpuError::Unsupported`] when the adapter does not run `T`; [`GpuError::Device`]
+    /// when it cannot compile the kernels.
+    pub(crate) fn kernels<T: Real>(&self) -> Result<Kernels, GpuError> {
+        if T::FEATURES.is_empty() {
+            return Ok(self.single.clone());
+        }
+        if !self.supports::<T>() {
+            return Err(GpuError::Unsupported(format!(
+                "{} has no {} kernels (it lacks {:?}); use f32 or the CPU",
+                self.name,
+                T::NAME,
+                T::FEATURES
+            )));
+        }
+        let mut double = self
+            .double
+            .lock()
+            .map_err(|_| GpuError::Device("a thread compiling the f64 kernels panicked".into()))?;
+        if let Some(k) = double.as_ref() {
+            return Ok(k.clone());
+        }
+        let k = compile::<T>(&self.device)?;
+        *double = Some(k.clone());
+        Ok(k)
     }
 
     /// The adapter's name.
@@ -204,11 +244,12 @@ impl Gpu {
         &self.name
     }
 
-    /// Checks that a storage buffer of `len` f32 values fits the adapter's limits.
-    pub(crate) fn check_len(&self, what: &str, len: usize) -> Result<u64, GpuError> {
+    /// Checks that a storage buffer of `len` values of `T` fits the adapter's limits;
+    /// returns its size in bytes.
+    pub(crate) fn check_len<T>(&self, what: &str, len: usize) -> Result<u64, GpuError> {
         let bytes = u64::try_from(len)
             .ok()
-            .and_then(|n| n.checked_mul(4))
+            .and_then(|n| n.checked_mul(size_of::<T>() as u64))
             // The shaders index with 32-bit integers.
             .filter(|b| {
                 len <= u32::MAX as usize
@@ -222,14 +263,19 @@ impl Gpu {
                     self.limits.max_storage_buffer_binding_size
                 ))
             })?;
-        Ok(bytes.max(4))
+        Ok(bytes.max(size_of::<T>() as u64))
     }
 
     /// A storage buffer holding `data` (kernels read it; it can be copied from).
-    pub(crate) fn upload(&self, what: &str, data: &[f32]) -> Result<wgpu::Buffer, GpuError> {
-        self.check_len(what, data.len())?;
+    pub(crate) fn upload<T: bytemuck::Pod>(
+        &self,
+        what: &str,
+        data: &[T],
+    ) -> Result<wgpu::Buffer, GpuError> {
+        self.check_len::<T>(what, data.len())?;
         // A zero-sized binding is invalid: an empty input gets one unused value.
-        let data: &[f32] = if data.is_empty() { &[0.0] } else { data };
+        let zero = [T::zeroed()];
+        let data: &[T] = if data.is_empty() { &zero } else { data };
         self.scoped(|| {
             self.device
                 .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -244,9 +290,13 @@ impl Gpu {
 
     /// An output buffer of `len` values, every one NaN, so that a value a kernel fails to
     /// write shows up in the result instead of passing as a stale or zero value.
-    pub(crate) fn poisoned(&self, what: &str, len: usize) -> Result<wgpu::Buffer, GpuError> {
-        self.check_len(what, len)?;
-        self.upload(what, &vec![f32::NAN; len])
+    pub(crate) fn poisoned<T: Real>(
+        &self,
+        what: &str,
+        len: usize,
+    ) -> Result<wgpu::Buffer, GpuError> {
+        self.check_len::<T>(what, len)?;
+        self.upload(what, &vec![T::nan(); len])
     }
 
     /// [`scoped`] on this device.
@@ -285,8 +335,12 @@ impl Gpu {
     }
 
     /// Copies the first `len` values of `buffer` back to the host.
-    pub(crate) fn download(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>, GpuError> {
-        let bytes = self.check_len("download", len)?;
+    pub(crate) fn download<T: bytemuck::Pod>(
+        &self,
+        buffer: &wgpu::Buffer,
+        len: usize,
+    ) -> Result<Vec<T>, GpuError> {
+        let bytes = self.check_len::<T>("download", len)?;
         let staging = self.scoped(|| {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("staging"),
@@ -308,7 +362,7 @@ impl Gpu {
         let view = staging
             .get_mapped_range(..)
             .map_err(|e| GpuError::Device(e.to_string()))?;
-        let values = bytemuck::cast_slice::<u8, f32>(&view)[..len].to_vec();
+        let values = bytemuck::cast_slice::<u8, T>(&view)[..len].to_vec();
         drop(view);
         staging.unmap();
         Ok(values)

@@ -21,6 +21,8 @@ pub enum GpuError {
     Shape(String),
     /// The GPU reported an error while running (validation, out of memory, device lost).
     Device(String),
+    /// The adapter lacks a feature the work needs (f64 kernels without SHADER_F64).
+    Unsupported(String),
 }
 
 impl fmt::Display for GpuError {
@@ -40,6 +42,7 @@ impl fmt::Display for GpuError {
             Self::RequestDevice(e) => write!(f, "the GPU adapter refused a device: {e}"),
             Self::Shape(e) => write!(f, "GPU operation with bad sizes: {e}"),
             Self::Device(e) => write!(f, "the GPU reported an error: {e}"),
+            Self::Unsupported(e) => write!(f, "not supported by this GPU adapter: {e}"),
         }
     }
 }

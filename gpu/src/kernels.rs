@@ -7,7 +7,7 @@
 use wgpu::util::DeviceExt;
 
 use crate::matmul::entry;
-use crate::{Gpu, GpuError};
+use crate::{Gpu, GpuError, Real};
 
 /// Invocations per workgroup, as in the shaders.
 pub(crate) const WG: usize = 256;
@@ -123,12 +123,14 @@ pub(crate) enum Threads {
     Groups(usize),
 }
 
-/// The compiled kernels, their layout, and four small buffers that stand in for the
-/// storage bindings a kernel does not use (distinct, so no buffer is bound twice).
+/// The kernels compiled for one scalar type, their layout, the matrix product (its own
+/// layout), and four small buffers that stand in for the storage bindings a kernel does not
+/// use (distinct, so no buffer is bound twice).
 #[derive(Clone)]
 pub(crate) struct Kernels {
     layout: wgpu::BindGroupLayout,
     pipelines: Vec<wgpu::ComputePipeline>,
+    pub(crate) matmul: wgpu::ComputePipeline,
     spare: [wgpu::Buffer; 4],
 }
 
@@ -151,7 +153,8 @@ pub(crate) enum Command {
 }
 
 impl Kernels {
-    pub(crate) fn new(device: &wgpu::Device) -> Self {
+    /// Compiles every kernel for the scalar type whose WGSL prelude is `prelude`.
+    pub(crate) fn new(device: &wgpu::Device, prelude: &str) -> Self {
         let storage = |binding| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -189,7 +192,11 @@ impl Kernels {
         let modules: Vec<wgpu::ShaderModule> = Module::ALL
             .iter()
             .map(|m| {
-                let source = format!("{}\n{}", include_str!("shaders/common.wgsl"), m.body());
+                let source = format!(
+                    "{prelude}\n{}\n{}",
+                    include_str!("shaders/common.wgsl"),
+                    m.body()
+                );
                 device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: None,
                     source: wgpu::ShaderSource::Wgsl(source.into()),
@@ -210,6 +217,20 @@ impl Kernels {
                 })
             })
             .collect();
+        let matmul = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("matmul"),
+            source: wgpu::ShaderSource::Wgsl(
+                format!("{prelude}\n{}", include_str!("shaders/matmul.wgsl")).into(),
+            ),
+        });
+        let matmul = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("matmul"),
+            layout: None,
+            module: &matmul,
+            entry_point: Some("main"),
+            compilation_options: wgpu::PipelineCompilationOptions::default(),
+            cache: None,
+        });
         let spare = [0, 1, 2, 3].map(|_| {
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("unused binding"),
@@ -221,6 +242,7 @@ impl Kernels {
         Self {
             layout,
             pipelines,
+            matmul,
             spare,
         }
     }
@@ -247,13 +269,13 @@ impl Gpu {
         }
     }
 
-    /// `op` bound to `buffers` (bindings 1, 2, ... in order), its parameters and the step's
-    /// uniform values, over `threads`.
+    /// `op` in `T`, bound to `buffers` (bindings 1, 2, ... in order), its parameters and
+    /// the step's uniform values, over `threads`.
     ///
     /// # Errors
     /// [`GpuError::Shape`] for a grid the adapter cannot run; [`GpuError::Device`] when the
-    /// GPU refuses the resources.
-    pub(crate) fn dispatch(
+    /// GPU refuses the resources; [`GpuError::Unsupported`] for f64 on an adapter without it.
+    pub(crate) fn dispatch<T: Real>(
         &self,
         op: Op,
         params: &[u32],
@@ -264,7 +286,7 @@ impl Gpu {
         let (x, y) = self.grid(threads)?;
         let mut block = [0u32; 16];
         block[..params.len()].copy_from_slice(params);
-        let k = &self.kernels;
+        let k = &self.kernels::<T>()?;
         let pipeline = k.pipelines[op as usize].clone();
         let storage: Vec<&wgpu::Buffer> = (0..4)
             .map(|i| buffers.get(i).copied().unwrap_or(&k.spare[i]))

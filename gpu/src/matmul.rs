@@ -3,7 +3,7 @@
 use wgpu::util::DeviceExt;
 
 use crate::kernels::{Command, Dispatch};
-use crate::{Gpu, GpuError};
+use crate::{Gpu, GpuError, Real};
 
 /// Sizes and strides of `C = A B`: `A` is `m x k` with element `(i, p)` at
 /// `i * a_row + p * a_col`, `B` is `k x n` with `(p, j)` at `p * b_row + j * b_col`, and `C`
@@ -111,27 +111,6 @@ impl Product {
     }
 }
 
-/// The compiled product kernel and its bind group layout.
-#[derive(Clone)]
-pub(crate) struct MatmulPipeline {
-    pipeline: wgpu::ComputePipeline,
-}
-
-impl MatmulPipeline {
-    pub(crate) fn new(device: &wgpu::Device) -> Self {
-        let module = device.create_shader_module(wgpu::include_wgsl!("shaders/matmul.wgsl"));
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("matmul"),
-            layout: None,
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: wgpu::PipelineCompilationOptions::default(),
-            cache: None,
-        });
-        Self { pipeline }
-    }
-}
-
 /// What a bias is added along: one value per column of `C` (a dense layer on row-major
 /// samples) or per row (a layer on channel-major activations).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,8 +151,9 @@ impl Gpu {
     /// # Errors
     /// [`GpuError::Shape`] when the buffers are too short for `p`, `C` is not `m * n` times
     /// `ops.splits`, or the grid exceeds the adapter's dispatch limit; [`GpuError::Device`]
-    /// when the GPU refuses the resources.
-    pub(crate) fn matmul_dispatch(
+    /// when the GPU refuses the resources; [`GpuError::Unsupported`] for f64 on an adapter
+    /// without it.
+    pub(crate) fn matmul_dispatch<T: Real>(
         &self,
         p: &Product,
         ops: &Operands<'_>,
@@ -209,7 +189,8 @@ impl Gpu {
         let groups = (groups(p.n)?, groups(p.m)?, z);
         // Without a bias the shader never reads binding 3; A stands in for it.
         let bias = ops.bias.map_or(ops.a.0, |b| b.0);
-        let layout = self.matmul.pipeline.get_bind_group_layout(0);
+        let pipeline = self.kernels::<T>()?.matmul;
+        let layout = pipeline.get_bind_group_layout(0);
         let bind = self.scoped(|| {
             let uniform = self
                 .device
@@ -231,7 +212,7 @@ impl Gpu {
             })
         })?;
         Ok(Dispatch {
-            pipeline: self.matmul.pipeline.clone(),
+            pipeline,
             bind,
             groups,
         })
@@ -242,21 +223,22 @@ impl Gpu {
     ///
     /// # Errors
     /// [`GpuError::Shape`] when the slices are too short for `p` or too large for the
-    /// adapter; [`GpuError::Device`] when the GPU fails.
-    pub fn matmul(
+    /// adapter; [`GpuError::Device`] when the GPU fails; [`GpuError::Unsupported`] for f64
+    /// on an adapter without it ([`Gpu::supports`]).
+    pub fn matmul<T: Real>(
         &self,
         p: &Product,
-        a: &[f32],
-        b: &[f32],
-        bias: Option<&[f32]>,
-    ) -> Result<Vec<f32>, GpuError> {
+        a: &[T],
+        b: &[T],
+        bias: Option<&[T]>,
+    ) -> Result<Vec<T>, GpuError> {
         let out = p
             .out_len()
             .ok_or_else(|| GpuError::Shape(format!("{p:?}: C's size overflows")))?;
         p.dims(a.len(), b.len(), bias.map(|v| (v.len(), Axis::Columns)))?;
         let (ab, bb) = (self.upload("A", a)?, self.upload("B", b)?);
         let biasb = bias.map(|v| self.upload("bias", v)).transpose()?;
-        let cb = self.poisoned("C", out)?;
+        let cb = self.poisoned::<T>("C", out)?;
         let ops = Operands {
             a: (&ab, a.len()),
             b: (&bb, b.len()),
@@ -267,7 +249,7 @@ impl Gpu {
             c: (&cb, out),
             splits: 1,
         };
-        let dispatch = self.matmul_dispatch(p, &ops)?;
+        let dispatch = self.matmul_dispatch::<T>(p, &ops)?;
         self.run(|e| Gpu::record(e, &[Command::Run(dispatch)]))?;
         self.download(&cb, out)
     }

@@ -9,16 +9,22 @@
 //! `((c N + s) H + y) W + x`): a convolution is then one product `W col` for the whole batch,
 //! and each P-activation channel is one contiguous run. Batches are reordered on upload.
 
+use std::marker::PhantomData;
+
 use netmorph_core::train::{Sgd, SgdConfig};
 use netmorph_core::{ActKind, Conv2d, Kernel, Layer, Network, Pool, Shape, Tensor};
 
 use crate::kernels::{Command, Op, Threads};
 use crate::matmul::{splits, Axis, Operands, Product};
-use crate::{Gpu, GpuError};
+use crate::{Gpu, GpuError, Real};
 
 /// Batch losses that wait on the GPU before they are read back; a step past this many
 /// reads them first.
 const SLOTS: usize = 1024;
+
+/// Size of the `Step` uniform in values of the scalar type: learning rates of weights,
+/// biases and `a`, momentum, weight decay, then the slot (a `u32` padded to one value).
+const STEP_VALUES: u64 = 6;
 
 /// Which learning rate a parameter takes (the `rate` parameter of `shaders/sgd.wgsl`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,7 +45,7 @@ struct Param {
 
 /// The parameter tensors of `layers` in the order every walk here takes: weights then bias
 /// of each dense or convolution layer, `a` of each P-activation, branches in order.
-fn tensors<'a>(layers: &'a [Layer<f32>], out: &mut Vec<(&'a [f32], Rate)>) {
+fn tensors<'a, T>(layers: &'a [Layer<T>], out: &mut Vec<(&'a [T], Rate)>) {
     for l in layers {
         match l {
             Layer::Dense(k) | Layer::Conv2d(Conv2d { kernel: k, .. }) => {
@@ -54,7 +60,7 @@ fn tensors<'a>(layers: &'a [Layer<f32>], out: &mut Vec<(&'a [f32], Rate)>) {
 }
 
 /// Overwrites the parameter tensors of `layers`, in [`tensors`]' order, from `values`.
-fn fill(layers: &mut [Layer<f32>], values: &mut impl Iterator<Item = Vec<f32>>) {
+fn fill<T>(layers: &mut [Layer<T>], values: &mut impl Iterator<Item = Vec<T>>) {
     for l in layers {
         match l {
             Layer::Dense(k) | Layer::Conv2d(Conv2d { kernel: k, .. }) => {
@@ -98,7 +104,7 @@ struct Plan {
 
 /// Builds a [`Plan`]: walks the layers once, creating each output and gradient buffer and
 /// the forward and backward commands of each layer.
-struct Builder<'a> {
+struct Builder<'a, T> {
     gpu: &'a Gpu,
     params: &'a [Param],
     step: &'a wgpu::Buffer,
@@ -109,6 +115,7 @@ struct Builder<'a> {
     backward: Vec<Vec<Command>>,
     /// The longest ones vector made so far, and its length.
     ones: Option<(wgpu::Buffer, usize)>,
+    real: PhantomData<T>,
 }
 
 /// `a * b` for sizes, or a [`GpuError::Shape`] naming `what`.
@@ -121,7 +128,7 @@ fn u(v: usize) -> Result<u32, GpuError> {
     u32::try_from(v).map_err(|_| GpuError::Shape(format!("{v} exceeds 32-bit indices")))
 }
 
-impl Builder<'_> {
+impl<T: Real> Builder<'_, T> {
     fn param(&mut self) -> Result<&Param, GpuError> {
         let p = self.params.get(self.next_param).ok_or_else(|| {
             GpuError::Shape("the network has more parameters than uploaded".into())
@@ -132,7 +139,7 @@ impl Builder<'_> {
 
     fn values(&self, what: &str, shape: Shape) -> Result<(wgpu::Buffer, usize), GpuError> {
         let len = mul(what, self.n, shape.len())?;
-        Ok((self.gpu.poisoned(what, len)?, len))
+        Ok((self.gpu.poisoned::<T>(what, len)?, len))
     }
 
     /// A new activation of `shape` with a gradient buffer, and that buffer.
@@ -152,7 +159,7 @@ impl Builder<'_> {
         match &self.ones {
             Some((buf, have)) if *have >= len => Ok(buf.clone()),
             _ => {
-                let buf = self.gpu.upload("ones", &vec![1.0; len])?;
+                let buf = self.gpu.upload("ones", &vec![T::one(); len])?;
                 self.ones = Some((buf.clone(), len));
                 Ok(buf)
             }
@@ -167,7 +174,7 @@ impl Builder<'_> {
         threads: Threads,
     ) -> Result<Command, GpuError> {
         self.gpu
-            .dispatch(op, params, buffers, self.step, threads)
+            .dispatch::<T>(op, params, buffers, self.step, threads)
             .map(Command::Run)
     }
 
@@ -176,18 +183,18 @@ impl Builder<'_> {
     fn product(&self, p: Product, ops: &Operands<'_>) -> Result<Vec<Command>, GpuError> {
         let parts = splits(&p);
         if parts == 1 {
-            return Ok(vec![Command::Run(self.gpu.matmul_dispatch(&p, ops)?)]);
+            return Ok(vec![Command::Run(self.gpu.matmul_dispatch::<T>(&p, ops)?)]);
         }
         let len = ops.c.1;
         let partial_len = mul("partial products", len, parts)?;
-        let partial = self.gpu.poisoned("partial products", partial_len)?;
+        let partial = self.gpu.poisoned::<T>("partial products", partial_len)?;
         let split = Operands {
             c: (&partial, partial_len),
             splits: parts,
             ..*ops
         };
         Ok(vec![
-            Command::Run(self.gpu.matmul_dispatch(&p, &split)?),
+            Command::Run(self.gpu.matmul_dispatch::<T>(&p, &split)?),
             self.op(
                 Op::SumSplits,
                 &[0, 0, 0, u(len)?, u(parts)?],
@@ -198,14 +205,14 @@ impl Builder<'_> {
     }
 
     /// Layers `layers` on `x`; returns the output.
-    fn seq(&mut self, layers: &[Layer<f32>], mut x: Blob) -> Result<Blob, GpuError> {
+    fn seq(&mut self, layers: &[Layer<T>], mut x: Blob) -> Result<Blob, GpuError> {
         for l in layers {
             x = self.layer(l, &x)?;
         }
         Ok(x)
     }
 
-    fn layer(&mut self, l: &Layer<f32>, x: &Blob) -> Result<Blob, GpuError> {
+    fn layer(&mut self, l: &Layer<T>, x: &Blob) -> Result<Blob, GpuError> {
         match l {
             Layer::Dense(k) => self.linear(k, 1, 0, x),
             Layer::Conv2d(c) => self.linear(&c.kernel, c.stride, c.pad, x),
@@ -220,7 +227,7 @@ impl Builder<'_> {
     /// A dense layer (`k = 1` on a flat blob) or a convolution: `Y = W col(X) + b`.
     fn linear(
         &mut self,
-        kernel: &Kernel<f32>,
+        kernel: &Kernel<T>,
         stride: usize,
         pad: usize,
         x: &Blob,
@@ -252,7 +259,7 @@ impl Builder<'_> {
             None
         } else {
             let len = mul("patches", rows, cols)?;
-            Some((self.gpu.poisoned("patches", len)?, len))
+            Some((self.gpu.poisoned::<T>("patches", len)?, len))
         };
         let conv = [s.c, self.n, s.h, s.w, k, stride, pad, oh, ow]
             .map(u)
@@ -355,7 +362,7 @@ impl Builder<'_> {
         let dy = &dy;
         let mut back = Vec::new();
         if max {
-            let winner = self.gpu.poisoned("winners", y_len)?;
+            let winner = self.gpu.upload("winners", &vec![u32::MAX; y_len])?;
             let fwd = self.op(
                 Op::MaxForward,
                 &params,
@@ -449,7 +456,7 @@ impl Builder<'_> {
 
     /// Branches on the same input, outputs summed. Backward: the output's gradient is
     /// copied to every branch, and the branches' input gradients are summed.
-    fn parallel(&mut self, branches: &[Vec<Layer<f32>>], x: &Blob) -> Result<Blob, GpuError> {
+    fn parallel(&mut self, branches: &[Vec<Layer<T>>], x: &Blob) -> Result<Blob, GpuError> {
         let len = mul("parallel", self.n, x.shape.len())?;
         // The sum of the branches' input gradients runs last in the backward pass, so it
         // is pushed first.
@@ -483,7 +490,7 @@ impl Builder<'_> {
                 [only] => cmds.push(Command::Copy {
                     from: (*only).clone(),
                     to: to.clone(),
-                    bytes: 4 * n as u64,
+                    bytes: (size_of::<T>() * n) as u64,
                 }),
                 // The first two added into `to`, the others added to it in place (one
                 // buffer is never bound twice).
@@ -510,7 +517,7 @@ impl Builder<'_> {
             .map(|g| Command::Copy {
                 from: dy.clone(),
                 to: g.clone(),
-                bytes: 4 * y_len as u64,
+                bytes: (size_of::<T>() * y_len) as u64,
             })
             .collect();
         self.backward.push(copies);
@@ -518,14 +525,15 @@ impl Builder<'_> {
     }
 }
 
-/// A network training on the GPU. See the [module docs](self).
-pub struct Trainer {
+/// A network training on the GPU, in f32 or (where [`Gpu::supports`] it) f64. See the
+/// [module docs](self).
+pub struct Trainer<T: Real = f32> {
     gpu: Gpu,
-    net: Network<f32>,
+    net: Network<T>,
     config: SgdConfig,
     iter: usize,
     params: Vec<Param>,
-    /// The `Step` uniform of `shaders/common.wgsl`.
+    /// The `Step` uniform of `shaders/common.wgsl`: five values of `T` and the slot.
     step: wgpu::Buffer,
     /// `SLOTS` pairs (loss sum, hits).
     metrics: wgpu::Buffer,
@@ -536,14 +544,17 @@ pub struct Trainer {
     plans: Vec<Plan>,
 }
 
-impl Trainer {
+impl<T: Real> Trainer<T> {
     /// Uploads `net`'s parameters and `sgd`'s velocity (zeros if it has none yet) and
     /// iteration count.
     ///
     /// # Errors
     /// [`GpuError::Shape`] when a tensor does not fit the adapter or `sgd`'s velocity does
-    /// not match `net`; [`GpuError::Device`] when the GPU fails.
-    pub fn new(gpu: &Gpu, net: &Network<f32>, sgd: &Sgd<f32>) -> Result<Self, GpuError> {
+    /// not match `net`; [`GpuError::Device`] when the GPU fails; [`GpuError::Unsupported`]
+    /// for f64 on an adapter without it.
+    pub fn new(gpu: &Gpu, net: &Network<T>, sgd: &Sgd<T>) -> Result<Self, GpuError> {
+        // Compiles the f64 kernels now, so that an adapter without them fails here.
+        gpu.kernels::<T>()?;
         let mut weights = Vec::new();
         tensors(net.layers(), &mut weights);
         let mut velocity = Vec::new();
@@ -566,11 +577,11 @@ impl Trainer {
             .map(|(i, (w, rate))| {
                 let v = match velocity.get(i) {
                     Some((v, _)) => gpu.upload("velocity", v)?,
-                    None => gpu.upload("velocity", &vec![0.0; w.len()])?,
+                    None => gpu.upload("velocity", &vec![T::zero(); w.len()])?,
                 };
                 Ok(Param {
                     w: gpu.upload("parameter", w)?,
-                    g: gpu.poisoned("gradient", w.len())?,
+                    g: gpu.poisoned::<T>("gradient", w.len())?,
                     v,
                     len: w.len(),
                     rate: *rate,
@@ -580,7 +591,7 @@ impl Trainer {
         let step = gpu.scoped(|| {
             gpu.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("step"),
-                size: 16,
+                size: STEP_VALUES * size_of::<T>() as u64,
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             })
@@ -592,7 +603,7 @@ impl Trainer {
             iter: sgd.iteration(),
             params,
             step,
-            metrics: gpu.poisoned("metrics", 2 * SLOTS)?,
+            metrics: gpu.poisoned::<T>("metrics", 2 * SLOTS)?,
             written: Vec::new(),
             pending: Vec::new(),
             plans: Vec::new(),
@@ -618,6 +629,7 @@ impl Trainer {
             forward: Vec::new(),
             backward: Vec::new(),
             ones: None,
+            real: PhantomData,
         };
         let shape = self.net.input_shape();
         let (input, _) = b.values("input", shape)?;
@@ -628,8 +640,8 @@ impl Trainer {
         };
         let logits = b.seq(self.net.layers(), x)?;
         let classes = logits.shape.len();
-        // Zero bits: the shader reads them as u32 labels; each step writes the real ones.
-        let labels = self.gpu.upload("labels", &vec![0.0; n])?;
+        // Each step writes the real ones.
+        let labels = self.gpu.upload("labels", &vec![0u32; n])?;
         let per_sample = b.values("losses", Shape::flat(2))?.0;
         let dlogits = logits
             .grad
@@ -651,15 +663,7 @@ impl Trainer {
         let backward: Vec<Command> = b.backward.drain(..).rev().flatten().collect();
         let mut update = Vec::with_capacity(self.params.len());
         for p in &self.params {
-            let (m, wd) = (self.config.momentum as f32, self.config.weight_decay as f32);
-            let wd = if p.rate == Rate::Weight { wd } else { 0.0 };
-            let params = [
-                u(p.len)?,
-                p.rate as u32,
-                m.to_bits(),
-                wd.to_bits(),
-                u32::from(p.rate == Rate::A),
-            ];
+            let params = [u(p.len)?, p.rate as u32];
             update.push(b.op(Op::Sgd, &params, &[&p.w, &p.g, &p.v], Threads::Each(p.len))?);
         }
         let forward = b.forward;
@@ -675,7 +679,7 @@ impl Trainer {
     }
 
     /// Checks a batch and writes it, its labels and this step's uniform values.
-    fn load(&mut self, x: &Tensor<f32>, labels: &[usize], lr: f64) -> Result<(), GpuError> {
+    fn load(&mut self, x: &Tensor<T>, labels: &[usize], lr: f64) -> Result<(), GpuError> {
         let (shape, classes) = (self.net.input_shape(), self.net.output_shape().len());
         if x.shape != shape || x.n == 0 || Some(x.data.len()) != x.n.checked_mul(shape.len()) {
             return Err(GpuError::Shape(format!(
@@ -697,20 +701,22 @@ impl Trainer {
                 "label {bad} for a network of {classes} classes (labels must be below it)"
             )));
         }
-        let slot = self.written.len() as u32;
-        let rates = [
+        let c = &self.config;
+        let mut step = Vec::with_capacity(STEP_VALUES as usize * size_of::<T>());
+        for v in [
             lr,
-            lr * self.config.bias_lr_mult,
-            lr * self.config.a_lr_mult,
-        ];
-        let mut step = [0u32; 4];
-        for (s, r) in step.iter_mut().zip(rates) {
-            *s = (r as f32).to_bits();
+            lr * c.bias_lr_mult,
+            lr * c.a_lr_mult,
+            c.momentum,
+            c.weight_decay,
+        ] {
+            step.extend_from_slice(bytemuck::bytes_of(&T::of_f64(v)));
         }
-        step[3] = slot;
+        step.extend_from_slice(&(self.written.len() as u32).to_ne_bytes());
+        step.resize(step.capacity(), 0);
         // Samples are row-major (s, c, p) on the host and channel-major (c, s, p) here.
         let plane = shape.h * shape.w;
-        let mut cm = vec![0.0f32; x.data.len()];
+        let mut cm = vec![T::zero(); x.data.len()];
         for (s, sample) in x.data.chunks_exact(shape.len()).enumerate() {
             for (c, values) in sample.chunks_exact(plane).enumerate() {
                 let at = (c * x.n + s) * plane;
@@ -722,7 +728,7 @@ impl Trainer {
         let plan = self.plan(x.n)?;
         queue.write_buffer(&plan.input, 0, bytemuck::cast_slice(&cm));
         queue.write_buffer(&plan.labels, 0, bytemuck::cast_slice(&ids));
-        queue.write_buffer(&step_buf, 0, bytemuck::cast_slice(&step));
+        queue.write_buffer(&step_buf, 0, &step);
         self.written.push(x.n);
         Ok(())
     }
@@ -749,7 +755,7 @@ impl Trainer {
     /// # Errors
     /// [`GpuError::Shape`] when the batch does not fit the network or a buffer does not fit
     /// the adapter; [`GpuError::Device`] when the GPU fails.
-    pub fn step(&mut self, x: &Tensor<f32>, labels: &[usize]) -> Result<(), GpuError> {
+    pub fn step(&mut self, x: &Tensor<T>, labels: &[usize]) -> Result<(), GpuError> {
         if self.written.len() == SLOTS {
             self.flush_steps()?;
         }
@@ -768,9 +774,9 @@ impl Trainer {
     /// As [`Trainer::step`].
     pub fn gradients(
         &mut self,
-        x: &Tensor<f32>,
+        x: &Tensor<T>,
         labels: &[usize],
-    ) -> Result<Vec<Layer<f32>>, GpuError> {
+    ) -> Result<Vec<Layer<T>>, GpuError> {
         if self.written.len() == SLOTS {
             self.flush_steps()?;
         }
@@ -790,11 +796,13 @@ impl Trainer {
         if self.written.is_empty() {
             return Ok(Vec::new());
         }
-        let values = self.gpu.download(&self.metrics, 2 * self.written.len())?;
+        let values = self
+            .gpu
+            .download::<T>(&self.metrics, 2 * self.written.len())?;
         let slots: Vec<(f64, f64, usize)> = values
             .chunks_exact(2)
             .zip(&self.written)
-            .map(|(v, n)| (f64::from(v[0]), f64::from(v[1]), *n))
+            .map(|(v, n)| (v[0].as_f64(), v[1].as_f64(), *n))
             .collect();
         self.written.clear();
         Ok(slots)
@@ -824,7 +832,7 @@ impl Trainer {
     /// As [`Trainer::step`].
     pub fn evaluate<'b>(
         &mut self,
-        batches: impl IntoIterator<Item = (&'b Tensor<f32>, &'b [usize])>,
+        batches: impl IntoIterator<Item = (&'b Tensor<T>, &'b [usize])>,
     ) -> Result<(f64, usize, usize), GpuError> {
         // Steps queued before keep their losses.
         self.flush_steps()?;
@@ -852,7 +860,7 @@ impl Trainer {
     /// # Errors
     /// [`GpuError::Device`] when the GPU fails; [`GpuError::Shape`] if the downloaded
     /// network does not validate (a bug).
-    pub fn network(&self) -> Result<Network<f32>, GpuError> {
+    pub fn network(&self) -> Result<Network<T>, GpuError> {
         let values = self
             .params
             .iter()
@@ -861,7 +869,7 @@ impl Trainer {
         self.rebuild(values)
     }
 
-    fn rebuild(&self, values: Vec<Vec<f32>>) -> Result<Network<f32>, GpuError> {
+    fn rebuild(&self, values: Vec<Vec<T>>) -> Result<Network<T>, GpuError> {
         let mut layers = self.net.layers().to_vec();
         fill(&mut layers, &mut values.into_iter());
         Network::new(self.net.input_shape(), layers)
@@ -872,7 +880,7 @@ impl Trainer {
     ///
     /// # Errors
     /// As [`Trainer::network`].
-    pub fn sgd(&self) -> Result<Sgd<f32>, GpuError> {
+    pub fn sgd(&self) -> Result<Sgd<T>, GpuError> {
         // Without momentum the CPU keeps no velocity, and neither does its state here.
         let velocity = if self.config.momentum == 0.0 {
             None

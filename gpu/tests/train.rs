@@ -8,10 +8,12 @@
 use netmorph_core::morph::depth::{deepen, DepthParams};
 use netmorph_core::train::{softmax_cross_entropy, train_step, Schedule, Sgd, SgdConfig};
 use netmorph_core::{
-    ActKind, Conv2d, Kernel, Layer, LayerPath, Network, PActivation, Pool, Rng, Shape, Tensor,
+    ActKind, Conv2d, Kernel, Layer, LayerPath, Network, PActivation, Pool, Rng, Scalar, Shape,
+    Tensor,
 };
+use netmorph_gpu::testing::supports_or_skip;
 use netmorph_gpu::train::Trainer;
-use netmorph_gpu::GpuError;
+use netmorph_gpu::{Gpu, GpuError, Real};
 
 mod common;
 use common::{gpu, relative_error, values};
@@ -19,11 +21,11 @@ use common::{gpu, relative_error, values};
 fn kernel(out: usize, inp: usize, k: usize, rng: &mut Rng) -> Kernel<f32> {
     let mut kernel = Kernel::zeros(out, inp, k);
     let scale = 1.0 / ((inp * k * k) as f32).sqrt();
-    kernel.weight = values(rng, kernel.weight.len())
+    kernel.weight = values::<f32>(rng, kernel.weight.len())
         .iter()
         .map(|v| v * scale)
         .collect();
-    kernel.bias = values(rng, out).iter().map(|v| v * 0.1).collect();
+    kernel.bias = values::<f32>(rng, out).iter().map(|v| v * 0.1).collect();
     kernel
 }
 
@@ -95,7 +97,7 @@ fn parallel_net(rng: &mut Rng) -> Network<f32> {
     Network::new(Shape::flat(5), layers).expect("a valid network")
 }
 
-fn batch(net: &Network<f32>, n: usize, rng: &mut Rng) -> (Tensor<f32>, Vec<usize>) {
+fn batch<T: Scalar>(net: &Network<T>, n: usize, rng: &mut Rng) -> (Tensor<T>, Vec<usize>) {
     let shape = net.input_shape();
     let x = Tensor::new(n, shape, values(rng, n * shape.len())).expect("sizes agree");
     let classes = net.output_shape().len();
@@ -104,7 +106,7 @@ fn batch(net: &Network<f32>, n: usize, rng: &mut Rng) -> (Tensor<f32>, Vec<usize
 }
 
 /// Every parameter tensor of `layers`, depth first.
-fn flat(layers: &[Layer<f32>]) -> Vec<Vec<f32>> {
+fn flat<T: Scalar>(layers: &[Layer<T>]) -> Vec<Vec<T>> {
     let mut out = Vec::new();
     for l in layers {
         match l {
@@ -122,7 +124,7 @@ fn flat(layers: &[Layer<f32>]) -> Vec<Vec<f32>> {
 }
 
 /// Tensor by tensor, the norm-wise relative error of `got` against `want` is at most `tol`.
-fn assert_close(what: &str, got: &[Layer<f32>], want: &[Layer<f32>], tol: f64) {
+fn assert_close<T: Scalar>(what: &str, got: &[Layer<T>], want: &[Layer<T>], tol: f64) {
     let (got, want) = (flat(got), flat(want));
     assert_eq!(got.len(), want.len(), "{what}: tensors");
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
@@ -145,26 +147,25 @@ fn config(momentum: f64, schedule: Schedule) -> SgdConfig {
     }
 }
 
-#[test]
-fn gradients_of_every_layer_kind_match_the_cpu() {
-    let Some(gpu) = gpu("gradients") else { return };
+/// The GPU's gradients in `T` against the CPU's, within `tol` per tensor.
+fn gradients_match<T: Real>(gpu: &Gpu, tol: f64) {
     let mut rng = Rng::seed(10);
     for (name, net, n) in [
-        ("conv", conv_net(&mut rng), 6),
-        ("parallel", parallel_net(&mut rng), 9),
+        ("conv", conv_net(&mut rng).cast::<T>(), 6),
+        ("parallel", parallel_net(&mut rng).cast::<T>(), 9),
     ] {
         let (x, y) = batch(&net, n, &mut rng);
         let (logits, trace) = net.forward_trace(&x).expect("forward");
         let (loss, dlogits) = softmax_cross_entropy(&logits, &y).expect("loss");
         let want = net.param_gradients(&trace, &dlogits).expect("backward");
         let sgd = Sgd::new(config(0.9, Schedule::Constant));
-        let mut trainer = Trainer::new(&gpu, &net, &sgd).expect("upload");
+        let mut trainer = Trainer::new(gpu, &net, &sgd).expect("upload");
         let got = trainer.gradients(&x, &y).expect("GPU gradients");
-        assert_close(name, &got, want.layers(), 1e-5);
+        assert_close(name, &got, want.layers(), tol);
         let losses = trainer.losses().expect("losses");
         assert_eq!(losses.len(), 1);
         assert!(
-            (losses[0] - loss).abs() <= 1e-5 * loss,
+            (losses[0] - loss).abs() <= tol * loss,
             "{name}: loss {} vs {loss}",
             losses[0]
         );
@@ -179,22 +180,32 @@ fn gradients_of_every_layer_kind_match_the_cpu() {
 }
 
 #[test]
-fn ten_steps_match_the_cpu() {
-    let Some(gpu) = gpu("ten steps") else { return };
+fn gradients_of_every_layer_kind_match_the_cpu() {
+    let Some(gpu) = gpu("gradients") else { return };
+    gradients_match::<f32>(&gpu, 1e-5);
+}
+
+/// Ten steps (and one after a download and upload) in `T` against the CPU's, parameters,
+/// velocity and losses within `tol`.
+fn steps_match<T: Real>(gpu: &Gpu, tol: f64) {
     let mut rng = Rng::seed(11);
     let schedule = Schedule::Step {
         every: 4,
         gamma: 0.5,
     };
     for (name, net, momentum) in [
-        ("conv, momentum", conv_net(&mut rng), 0.9),
-        ("parallel, momentum", parallel_net(&mut rng), 0.9),
-        ("conv, plain SGD", conv_net(&mut rng), 0.0),
+        ("conv, momentum", conv_net(&mut rng).cast::<T>(), 0.9),
+        (
+            "parallel, momentum",
+            parallel_net(&mut rng).cast::<T>(),
+            0.9,
+        ),
+        ("conv, plain SGD", conv_net(&mut rng).cast::<T>(), 0.0),
     ] {
         let batches: Vec<_> = (0..10).map(|i| batch(&net, 4 + i % 3, &mut rng)).collect();
         let mut cpu = net.clone();
         let mut sgd = Sgd::new(config(momentum, schedule));
-        let mut trainer = Trainer::new(&gpu, &net, &sgd).expect("upload");
+        let mut trainer = Trainer::new(gpu, &net, &sgd).expect("upload");
         let mut want_losses = Vec::new();
         for (x, y) in &batches {
             want_losses.push(train_step(&mut cpu, &mut sgd, x, y).expect("CPU step"));
@@ -203,32 +214,37 @@ fn ten_steps_match_the_cpu() {
         let losses = trainer.losses().expect("losses");
         assert_eq!(losses.len(), 10);
         for (g, w) in losses.iter().zip(&want_losses) {
-            assert!((g - w).abs() <= 1e-4 * w, "{name}: loss {g} vs {w}");
+            assert!((g - w).abs() <= tol * w, "{name}: loss {g} vs {w}");
         }
         let got = trainer.network().expect("download");
-        assert_close(name, got.layers(), cpu.layers(), 1e-4);
+        assert_close(name, got.layers(), cpu.layers(), tol);
         let state = trainer.sgd().expect("optimiser");
         assert_eq!(state.iteration(), 10);
         match (state.velocity(), sgd.velocity()) {
-            (Some(g), Some(w)) => assert_close(name, g, w, 1e-4),
+            (Some(g), Some(w)) => assert_close(name, g, w, tol),
             (None, None) => assert_eq!(momentum, 0.0),
             _ => panic!("{name}: velocity kept on one side only"),
         }
         // The downloaded state resumes: one more step on each side still agrees.
-        let mut resumed = Trainer::new(&gpu, &got, &state).expect("upload again");
+        let mut resumed = Trainer::new(gpu, &got, &state).expect("upload again");
         let (x, y) = &batches[0];
         train_step(&mut cpu, &mut sgd, x, y).expect("CPU step");
         resumed.step(x, y).expect("GPU step");
         let again = resumed.network().expect("download");
-        assert_close(name, again.layers(), cpu.layers(), 1e-4);
+        assert_close(name, again.layers(), cpu.layers(), tol);
     }
 }
 
 #[test]
-fn evaluation_matches_the_cpu() {
-    let Some(gpu) = gpu("evaluation") else { return };
+fn ten_steps_match_the_cpu() {
+    let Some(gpu) = gpu("ten steps") else { return };
+    steps_match::<f32>(&gpu, 1e-4);
+}
+
+/// Evaluation in `T` against the CPU: hits exactly, the loss within `tol`.
+fn evaluation_matches<T: Real>(gpu: &Gpu, tol: f64) {
     let mut rng = Rng::seed(12);
-    let net = conv_net(&mut rng);
+    let net = conv_net(&mut rng).cast::<T>();
     let batches: Vec<_> = [8, 8, 5]
         .iter()
         .map(|n| batch(&net, *n, &mut rng))
@@ -247,7 +263,7 @@ fn evaluation_matches_the_cpu() {
                     .iter()
                     .enumerate()
                     .fold(
-                        (0, f32::NEG_INFINITY),
+                        (0, T::neg_infinity()),
                         |b, (i, v)| if *v > b.1 { (i, *v) } else { b },
                     );
                 best.0 == **y
@@ -255,16 +271,35 @@ fn evaluation_matches_the_cpu() {
             .count();
     }
     let sgd = Sgd::new(config(0.9, Schedule::Constant));
-    let mut trainer = Trainer::new(&gpu, &net, &sgd).expect("upload");
+    let mut trainer = Trainer::new(gpu, &net, &sgd).expect("upload");
     let (got_loss, got_hits, samples) = trainer
         .evaluate(batches.iter().map(|(x, y)| (x, y.as_slice())))
         .expect("evaluate");
     assert_eq!(samples, 21);
     assert_eq!(got_hits, hits);
     assert!(
-        (got_loss - loss).abs() <= 1e-5 * loss,
+        (got_loss - loss).abs() <= tol * loss,
         "{got_loss} vs {loss}"
     );
+}
+
+#[test]
+fn evaluation_matches_the_cpu() {
+    let Some(gpu) = gpu("evaluation") else { return };
+    evaluation_matches::<f32>(&gpu, 1e-5);
+}
+
+/// The same checks in f64, to f64 precision: the kernels are the f32 ones over another
+/// `real`, but exp, log and tanh are computed from arithmetic there (`real_f64.wgsl`).
+#[test]
+fn in_f64_gradients_steps_and_evaluation_match_the_cpu_to_f64_precision() {
+    let Some(gpu) = gpu("f64") else { return };
+    if !supports_or_skip::<f64>(&gpu, "f64") {
+        return;
+    }
+    gradients_match::<f64>(&gpu, 1e-12);
+    steps_match::<f64>(&gpu, 1e-11);
+    evaluation_matches::<f64>(&gpu, 1e-12);
 }
 
 #[test]
@@ -313,7 +348,7 @@ fn batches_that_do_not_fit_are_errors() {
     let sgd = Sgd::new(config(0.9, Schedule::Constant));
     let mut trainer = Trainer::new(&gpu, &net, &sgd).expect("upload");
     let (x, mut y) = batch(&net, 4, &mut rng);
-    let wrong = Tensor::new(4, Shape::flat(6), values(&mut rng, 24)).expect("sizes agree");
+    let wrong = Tensor::new(4, Shape::flat(6), values::<f32>(&mut rng, 24)).expect("sizes agree");
     assert!(matches!(trainer.step(&wrong, &y), Err(GpuError::Shape(_))));
     assert!(matches!(trainer.step(&x, &y[..3]), Err(GpuError::Shape(_))));
     y[2] = 3;

@@ -1,12 +1,16 @@
-// Shared by every kernel but the matrix product (prepended to each module by kernels.rs):
-// binding 0 holds the dispatch's 16 integer parameters, binding 5 the values a training step
-// changes (learning rates, the metrics slot); bindings 1-4 are the module's storage buffers.
+// Shared by every kernel but the matrix product (prepended to each module by kernels.rs,
+// after the scalar type's prelude, real_f32.wgsl or real_f64.wgsl): binding 0 holds the
+// dispatch's 16 integer parameters, binding 5 the values of the training step; bindings
+// 1-4 are the module's storage buffers.
 
 struct Step {
     // Learning rates of weights, biases and P-activations' `a` at this step.
-    lr: f32,
-    lr_bias: f32,
-    lr_a: f32,
+    lr: real,
+    lr_bias: real,
+    lr_a: real,
+    momentum: real,
+    // Weight decay (weights only).
+    decay: real,
     // Where the loss kernels write this step's (loss sum, hits).
     slot: u32,
 }
@@ -18,10 +22,6 @@ const WG: u32 = 256u;
 
 fn param(i: u32) -> u32 {
     return params[i / 4u][i % 4u];
-}
-
-fn param_f32(i: u32) -> f32 {
-    return bitcast<f32>(param(i));
 }
 
 // The invocation's index in a 1-D range spread over a 2-D grid of 256-wide workgroups.

@@ -4,8 +4,24 @@
 // batch: value (c, s, y, x) at ((c N + s) H + y) W + x.
 // Parameters: 0 C, 1 N, 2 H, 3 W, 4 k, 5 stride, 6 pad, 7 oh, 8 ow, 9 values written.
 
-@group(0) @binding(1) var<storage, read_write> src: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<storage, read_write> src: array<real>;
+@group(0) @binding(2) var<storage, read_write> dst: array<real>;
+
+struct Conv {
+    n: u32,
+    h: u32,
+    w: u32,
+    k: u32,
+    stride: u32,
+    pad: u32,
+    oh: u32,
+    ow: u32,
+}
+
+fn conv() -> Conv {
+    return Conv(param(1u), param(2u), param(3u), param(4u), param(5u), param(6u), param(7u),
+                param(8u));
+}
 
 // dst = col(src): row (c, ky, kx), column (s, oy, ox); zero where the window overhangs.
 @compute @workgroup_size(256)
@@ -15,26 +31,19 @@ fn im2col(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups:
     if (i >= param(9u)) {
         return;
     }
-    let n = param(1u);
-    let h = param(2u);
-    let w = param(3u);
-    let k = param(4u);
-    let stride = param(5u);
-    let pad = param(6u);
-    let oh = param(7u);
-    let ow = param(8u);
-    let plane = oh * ow;
-    let q = i / (n * plane);
-    let r = i % (n * plane);
+    let p = conv();
+    let plane = p.oh * p.ow;
+    let q = i / (p.n * plane);
+    let r = i % (p.n * plane);
     let s = r / plane;
-    let oy = (r % plane) / ow;
-    let ox = r % ow;
-    let c = q / (k * k);
-    let iy = i32(oy * stride + (q / k) % k) - i32(pad);
-    let ix = i32(ox * stride + q % k) - i32(pad);
-    var v = 0.0;
-    if (iy >= 0 && iy < i32(h) && ix >= 0 && ix < i32(w)) {
-        v = src[((c * n + s) * h + u32(iy)) * w + u32(ix)];
+    let oy = (r % plane) / p.ow;
+    let ox = r % p.ow;
+    let c = q / (p.k * p.k);
+    let iy = i32(oy * p.stride + (q / p.k) % p.k) - i32(p.pad);
+    let ix = i32(ox * p.stride + q % p.k) - i32(p.pad);
+    var v: real = 0.0;
+    if (iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w)) {
+        v = src[((c * p.n + s) * p.h + u32(iy)) * p.w + u32(ix)];
     }
     dst[i] = v;
 }
@@ -48,33 +57,26 @@ fn col2im(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups:
     if (i >= param(9u)) {
         return;
     }
-    let n = param(1u);
-    let h = param(2u);
-    let w = param(3u);
-    let k = param(4u);
-    let stride = param(5u);
-    let pad = param(6u);
-    let oh = param(7u);
-    let ow = param(8u);
-    let ix = i % w;
-    let iy = (i / w) % h;
-    let s = (i / (w * h)) % n;
-    let c = i / (w * h * n);
-    let cols = n * oh * ow;
-    var acc = 0.0;
-    for (var ky = 0u; ky < k; ky++) {
-        let ty = i32(iy + pad) - i32(ky);
-        if (ty < 0 || u32(ty) % stride != 0u || u32(ty) / stride >= oh) {
+    let p = conv();
+    let ix = i % p.w;
+    let iy = (i / p.w) % p.h;
+    let s = (i / (p.w * p.h)) % p.n;
+    let c = i / (p.w * p.h * p.n);
+    let cols = p.n * p.oh * p.ow;
+    var acc: real = 0.0;
+    for (var ky = 0u; ky < p.k; ky++) {
+        let ty = i32(iy + p.pad) - i32(ky);
+        if (ty < 0 || u32(ty) % p.stride != 0u || u32(ty) / p.stride >= p.oh) {
             continue;
         }
-        let oy = u32(ty) / stride;
-        for (var kx = 0u; kx < k; kx++) {
-            let tx = i32(ix + pad) - i32(kx);
-            if (tx < 0 || u32(tx) % stride != 0u || u32(tx) / stride >= ow) {
+        let oy = u32(ty) / p.stride;
+        for (var kx = 0u; kx < p.k; kx++) {
+            let tx = i32(ix + p.pad) - i32(kx);
+            if (tx < 0 || u32(tx) % p.stride != 0u || u32(tx) / p.stride >= p.ow) {
                 continue;
             }
-            let ox = u32(tx) / stride;
-            acc += src[((c * k + ky) * k + kx) * cols + (s * oh + oy) * ow + ox];
+            let ox = u32(tx) / p.stride;
+            acc += src[((c * p.k + ky) * p.k + kx) * cols + (s * p.oh + oy) * p.ow + ox];
         }
     }
     dst[i] = acc;

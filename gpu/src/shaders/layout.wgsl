@@ -1,9 +1,9 @@
 // Layout changes and sums of activations.
 // Parameters: 0 C, 1 N, 2 plane (H W), 3 values, 4 parts (sum_splits).
 
-@group(0) @binding(1) var<storage, read_write> src: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
-@group(0) @binding(3) var<storage, read_write> other: array<f32>;
+@group(0) @binding(1) var<storage, read_write> src: array<real>;
+@group(0) @binding(2) var<storage, read_write> dst: array<real>;
+@group(0) @binding(3) var<storage, read_write> other: array<real>;
 
 // Flatten: (c, s, p) at (c N + s) plane + p becomes feature c plane + p of sample s, at
 // (c plane + p) N + s.
@@ -69,7 +69,7 @@ fn sum_splits(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) gro
     if (i >= len) {
         return;
     }
-    var acc = 0.0;
+    var acc: real = 0.0;
     for (var part = 0u; part < param(4u); part++) {
         acc += src[part * len + i];
     }

@@ -2,11 +2,11 @@
 // at j N + s), its gradient (softmax - onehot) / N, and each sample's loss and hit.
 // Parameters: 0 classes, 1 N.
 
-@group(0) @binding(1) var<storage, read_write> logits: array<f32>;
+@group(0) @binding(1) var<storage, read_write> logits: array<real>;
 @group(0) @binding(2) var<storage, read_write> labels: array<u32>;
-@group(0) @binding(3) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(3) var<storage, read_write> grad: array<real>;
 // Per sample: (loss, 1 if the first largest logit is the label's else 0).
-@group(0) @binding(4) var<storage, read_write> per_sample: array<vec2<f32>>;
+@group(0) @binding(4) var<storage, read_write> per_sample: array<vec2<real>>;
 
 @compute @workgroup_size(256)
 fn softmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
@@ -17,25 +17,25 @@ fn softmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups
     if (s >= n) {
         return;
     }
-    var top = bitcast<f32>(0xff800000u);
+    var top = logits[s];
     var best = 0u;
-    for (var j = 0u; j < classes; j++) {
+    for (var j = 1u; j < classes; j++) {
         let v = logits[j * n + s];
         if (v > top) {
             top = v;
             best = j;
         }
     }
-    var sum = 0.0;
+    var sum: real = 0.0;
     for (var j = 0u; j < classes; j++) {
-        sum += exp(logits[j * n + s] - top);
+        sum += exp_r(logits[j * n + s] - top);
     }
     let label = labels[s];
-    let inv_n = 1.0 / f32(n);
+    let inv_n = 1.0 / real(n);
     for (var j = 0u; j < classes; j++) {
-        let p = exp(logits[j * n + s] - top) / sum;
-        grad[j * n + s] = (p - select(0.0, 1.0, j == label)) * inv_n;
+        let p = exp_r(logits[j * n + s] - top) / sum;
+        grad[j * n + s] = (p - select(real(0.0), real(1.0), j == label)) * inv_n;
     }
-    let loss = top + log(sum) - logits[label * n + s];
-    per_sample[s] = vec2<f32>(loss, select(0.0, 1.0, best == label));
+    let loss = top + log_r(sum) - logits[label * n + s];
+    per_sample[s] = vec2<real>(loss, select(real(0.0), real(1.0), best == label));
 }

@@ -1,3 +1,4 @@
+// Prepended: the scalar type's prelude (real_f32.wgsl or real_f64.wgsl).
 // C (m x n, row-major, dense) = A (m x k) B (k x n) [+ bias per column or per row], A and B
 // read through arbitrary strides (so either may be a transposed view). 64 x 64 output tiles,
 // each workgroup stepping through k in 16-wide slabs staged in workgroup memory. Split k:
@@ -23,25 +24,25 @@ struct Dims {
 }
 
 @group(0) @binding(0) var<uniform> d: Dims;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> c: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<real>;
+@group(0) @binding(2) var<storage, read> b: array<real>;
+@group(0) @binding(3) var<storage, read> bias: array<real>;
+@group(0) @binding(4) var<storage, read_write> c: array<real>;
 
 // 64 x 64 outputs per workgroup of 16 x 16 invocations, each accumulating a 4 x 4 block in
 // registers: rows l.y + 16 i and columns l.x + 16 j, so that neighbouring invocations read
 // neighbouring values of the staged B slab and write neighbouring values of C.
 const TILE: u32 = 64u;
 const SLAB: u32 = 16u;
-var<workgroup> ta: array<array<f32, 16>, 64>;
-var<workgroup> tb: array<array<f32, 64>, 16>;
+var<workgroup> ta: array<array<real, 16>, 64>;
+var<workgroup> tb: array<array<real, 64>, 16>;
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(local_invocation_id) l: vec3<u32>, @builtin(local_invocation_index) li: u32,
         @builtin(workgroup_id) g: vec3<u32>) {
     let row0 = g.y * TILE;
     let col0 = g.x * TILE;
-    var acc: array<array<f32, 4>, 4>;
+    var acc: array<array<real, 4>, 4>;
     for (var i = 0u; i < 4u; i++) {
         for (var j = 0u; j < 4u; j++) {
             acc[i][j] = 0.0;
@@ -57,14 +58,14 @@ fn main(@builtin(local_invocation_id) l: vec3<u32>, @builtin(local_invocation_in
             let e = li + 256u * r;
             let ar = e / SLAB;
             let ak = e % SLAB;
-            var va = 0.0;
+            var va: real = 0.0;
             if (row0 + ar < d.m && k0 + ak < d.k) {
                 va = a[(row0 + ar) * d.a_row + (k0 + ak) * d.a_col];
             }
             ta[ar][ak] = va;
             let bk = e / TILE;
             let bc = e % TILE;
-            var vb = 0.0;
+            var vb: real = 0.0;
             if (k0 + bk < d.k && col0 + bc < d.n) {
                 vb = b[(k0 + bk) * d.b_row + (col0 + bc) * d.b_col];
             }
@@ -72,8 +73,8 @@ fn main(@builtin(local_invocation_id) l: vec3<u32>, @builtin(local_invocation_in
         }
         workgroupBarrier();
         for (var q = 0u; q < SLAB; q++) {
-            var av: array<f32, 4>;
-            var bv: array<f32, 4>;
+            var av: array<real, 4>;
+            var bv: array<real, 4>;
             for (var i = 0u; i < 4u; i++) {
                 av[i] = ta[l.y + 16u * i][q];
                 bv[i] = tb[q][l.x + 16u * i];

@@ -1,6 +1,6 @@
 //! Helpers of the GPU tests.
 
-use netmorph_core::Rng;
+use netmorph_core::{Rng, Scalar};
 use netmorph_gpu::Gpu;
 
 /// The default adapter, or a skip outside CI.
@@ -9,28 +9,28 @@ pub fn gpu(test: &str) -> Option<Gpu> {
 }
 
 /// `n` values uniform in `[-1, -0.1] u [0.1, 1]`: random and never zero.
-pub fn values(rng: &mut Rng, n: usize) -> Vec<f32> {
+pub fn values<T: Scalar>(rng: &mut Rng, n: usize) -> Vec<T> {
     (0..n)
         .map(|_| {
             let u = rng.uniform() * 2.0 - 1.0;
-            (u.signum() * (0.1 + 0.9 * u.abs())) as f32
+            T::of_f64(u.signum() * (0.1 + 0.9 * u.abs()))
         })
         .collect()
 }
 
 /// `max |got - want| / max |want|` (norm-wise relative error; `max |got|` when `want` is all
 /// zeros), and that `got` has no NaN.
-pub fn relative_error(got: &[f32], want: &[f32]) -> f64 {
+pub fn relative_error<T: Scalar>(got: &[T], want: &[T]) -> f64 {
     assert_eq!(got.len(), want.len());
     assert!(
         got.iter().all(|v| v.is_finite()),
         "unwritten (NaN) or infinite output"
     );
-    let scale = want.iter().fold(0.0f64, |m, v| m.max(f64::from(v.abs())));
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.as_f64().abs()));
     let diff = got
         .iter()
         .zip(want)
-        .fold(0.0f64, |m, (g, w)| m.max(f64::from(g - w).abs()));
+        .fold(0.0f64, |m, (g, w)| m.max((g.as_f64() - w.as_f64()).abs()));
     // An all-zero reference (the gradient of an identity activation's `a`) needs zeros.
     if scale == 0.0 {
         diff
