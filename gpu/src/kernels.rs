@@ -6,7 +6,7 @@
 
 use wgpu::util::DeviceExt;
 
-use crate::matmul::entry;
+use crate::matmul::{entry, Bind};
 use crate::{Gpu, GpuError, Real};
 
 /// Invocations per workgroup, as in the shaders.
@@ -279,7 +279,7 @@ impl Gpu {
         &self,
         op: Op,
         params: &[u32],
-        buffers: &[&wgpu::Buffer],
+        buffers: &[&dyn Bind],
         step: &wgpu::Buffer,
         threads: Threads,
     ) -> Result<Dispatch, GpuError> {
@@ -288,7 +288,7 @@ impl Gpu {
         block[..params.len()].copy_from_slice(params);
         let k = &self.kernels::<T>()?;
         let pipeline = k.pipelines[op as usize].clone();
-        let storage: Vec<&wgpu::Buffer> = (0..4)
+        let storage: Vec<&dyn Bind> = (0..4)
             .map(|i| buffers.get(i).copied().unwrap_or(&k.spare[i]))
             .collect();
         let bind = self.scoped(|| {

@@ -119,14 +119,15 @@ pub(crate) enum Axis {
     Rows,
 }
 
-/// Operand buffers of one product, with their lengths in values. With `splits > 1`, `c`
-/// holds `splits` partial products of `m x n`, block after block (their sum is `C`).
+/// Operands of one product (whole buffers or regions of one), with their lengths in
+/// values. With `splits > 1`, `c` holds `splits` partial products of `m x n`, block after
+/// block (their sum is `C`).
 #[derive(Clone, Copy)]
 pub(crate) struct Operands<'a> {
-    pub a: (&'a wgpu::Buffer, usize),
-    pub b: (&'a wgpu::Buffer, usize),
-    pub bias: Option<(&'a wgpu::Buffer, usize, Axis)>,
-    pub c: (&'a wgpu::Buffer, usize),
+    pub a: (&'a dyn Bind, usize),
+    pub b: (&'a dyn Bind, usize),
+    pub bias: Option<(&'a dyn Bind, usize, Axis)>,
+    pub c: (&'a dyn Bind, usize),
     pub splits: usize,
 }
 
@@ -188,7 +189,7 @@ impl Gpu {
             .ok_or_else(|| GpuError::Shape(format!("{p:?}: {splits} parts are too many")))?;
         let groups = (groups(p.n)?, groups(p.m)?, z);
         // Without a bias the shader never reads binding 3; A stands in for it.
-        let bias = ops.bias.map_or(ops.a.0, |b| b.0);
+        let bias: &dyn Bind = ops.bias.map_or(ops.a.0, |b| b.0);
         let pipeline = self.kernels::<T>()?.matmul;
         let layout = pipeline.get_bind_group_layout(0);
         let bind = self.scoped(|| {
@@ -245,7 +246,7 @@ impl Gpu {
             bias: biasb
                 .as_ref()
                 .zip(bias)
-                .map(|(b, v)| (b, v.len(), Axis::Columns)),
+                .map(|(b, v)| (b as &dyn Bind, v.len(), Axis::Columns)),
             c: (&cb, out),
             splits: 1,
         };
@@ -255,11 +256,41 @@ impl Gpu {
     }
 }
 
-/// A whole-buffer binding.
-pub(crate) fn entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
+/// What a kernel binds: a whole buffer, or a [`Region`] of one.
+pub(crate) trait Bind {
+    fn binding(&self) -> wgpu::BufferBinding<'_>;
+}
+
+impl Bind for wgpu::Buffer {
+    fn binding(&self) -> wgpu::BufferBinding<'_> {
+        self.as_entire_buffer_binding()
+    }
+}
+
+/// `bytes` bytes of a buffer from byte `offset` on (a multiple of the adapter's storage
+/// offset alignment).
+#[derive(Clone, Debug)]
+pub(crate) struct Region {
+    pub buffer: wgpu::Buffer,
+    pub offset: u64,
+    pub bytes: u64,
+}
+
+impl Bind for Region {
+    fn binding(&self) -> wgpu::BufferBinding<'_> {
+        wgpu::BufferBinding {
+            buffer: &self.buffer,
+            offset: self.offset,
+            size: wgpu::BufferSize::new(self.bytes),
+        }
+    }
+}
+
+/// A binding of `what` at `binding`.
+pub(crate) fn entry(binding: u32, what: &dyn Bind) -> wgpu::BindGroupEntry<'_> {
     wgpu::BindGroupEntry {
         binding,
-        resource: buffer.as_entire_binding(),
+        resource: wgpu::BindingResource::Buffer(what.binding()),
     }
 }
 

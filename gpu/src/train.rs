@@ -15,7 +15,7 @@ use netmorph_core::train::{Sgd, SgdConfig};
 use netmorph_core::{ActKind, Conv2d, Kernel, Layer, Network, Pool, Shape, Tensor};
 
 use crate::kernels::{Command, Op, Threads};
-use crate::matmul::{splits, Axis, Operands, Product};
+use crate::matmul::{splits, Axis, Bind, Operands, Product, Region};
 use crate::{Gpu, GpuError, Real};
 
 /// Batch losses that wait on the GPU before they are read back; a step past this many
@@ -34,13 +34,104 @@ enum Rate {
     A = 2,
 }
 
-/// One parameter tensor on the GPU: values, gradient, velocity.
-struct Param {
+/// Every parameter tensor on the GPU in three buffers laid out alike (values, gradients,
+/// velocity): weights first, then biases, then P-activations' `a`, each tensor from an
+/// offset the adapter can bind, zeros between them. One dispatch then updates them all.
+struct Params {
     w: wgpu::Buffer,
     g: wgpu::Buffer,
     v: wgpu::Buffer,
+    /// Each tensor's first value and length, in [`tensors`]' order.
+    at: Vec<(usize, usize)>,
+    /// Values in each buffer, and where the weights and the biases end.
     len: usize,
-    rate: Rate,
+    ends: [usize; 2],
+}
+
+/// Where [`Params`] places `tensors` (lengths and rates) with starts on multiples of
+/// `align` values: each tensor's (start, length), the total, and the ends of the weights
+/// and of the biases.
+fn layout(
+    tensors: &[(usize, Rate)],
+    align: usize,
+) -> Option<(Vec<(usize, usize)>, usize, [usize; 2])> {
+    let mut at = vec![(0, 0); tensors.len()];
+    let mut next = 0usize;
+    let mut ends = [0; 2];
+    for rate in [Rate::Weight, Rate::Bias, Rate::A] {
+        for (i, (len, r)) in tensors.iter().enumerate() {
+            if *r == rate {
+                at[i] = (next, *len);
+                // An empty tensor still takes a value: bindings are never empty.
+                next = next
+                    .checked_add((*len).max(1))?
+                    .checked_next_multiple_of(align)?;
+            }
+        }
+        match rate {
+            Rate::Weight => ends[0] = next,
+            Rate::Bias => ends[1] = next,
+            Rate::A => {}
+        }
+    }
+    Some((at, next, ends))
+}
+
+impl Params {
+    /// Uploads `weights` and `velocity` (zeros where `None`); gradients start as NaN.
+    fn new<T: Real>(
+        gpu: &Gpu,
+        weights: &[(&[T], Rate)],
+        velocity: Option<&[(&[T], Rate)]>,
+    ) -> Result<Self, GpuError> {
+        let align = (gpu.device.limits().min_storage_buffer_offset_alignment as usize)
+            .div_ceil(size_of::<T>())
+            .max(1);
+        let lens: Vec<(usize, Rate)> = weights.iter().map(|(w, r)| (w.len(), *r)).collect();
+        let (at, len, ends) = layout(&lens, align)
+            .ok_or_else(|| GpuError::Shape("the parameters' sizes overflow".into()))?;
+        gpu.check_len::<T>("parameters", len)?;
+        let place = |tensors: Option<&[(&[T], Rate)]>, fill: T| {
+            let mut all = vec![T::zero(); len];
+            for (i, (start, n)) in at.iter().enumerate() {
+                let dst = &mut all[*start..start + n];
+                match tensors {
+                    Some(t) => dst.copy_from_slice(t[i].0),
+                    None => dst.fill(fill),
+                }
+            }
+            all
+        };
+        Ok(Self {
+            w: gpu.upload("parameters", &place(Some(weights), T::zero()))?,
+            g: gpu.upload("gradients", &place(None, T::nan()))?,
+            v: gpu.upload("velocity", &place(velocity, T::zero()))?,
+            at,
+            len,
+            ends,
+        })
+    }
+
+    /// Tensor `i` of `buffer` (one of the three).
+    fn region<T>(&self, buffer: &wgpu::Buffer, i: usize) -> Option<Region> {
+        let (start, n) = *self.at.get(i)?;
+        let size = size_of::<T>() as u64;
+        Some(Region {
+            buffer: buffer.clone(),
+            offset: start as u64 * size,
+            bytes: n.max(1) as u64 * size,
+        })
+    }
+
+    /// The tensors of `buffer` (one of the three), downloaded at once.
+    fn download<T: Real>(&self, gpu: &Gpu, buffer: &wgpu::Buffer) -> Result<Vec<Vec<T>>, GpuError> {
+        let all = gpu.download::<T>(buffer, self.len)?;
+        Ok(self
+            .at
+            .iter()
+            .map(|(start, n)| all[*start..start + n].to_vec())
+            .collect())
+    }
 }
 
 /// The parameter tensors of `layers` in the order every walk here takes: weights then bias
@@ -106,7 +197,7 @@ struct Plan {
 /// the forward and backward commands of each layer.
 struct Builder<'a, T> {
     gpu: &'a Gpu,
-    params: &'a [Param],
+    params: &'a Params,
     step: &'a wgpu::Buffer,
     n: usize,
     next_param: usize,
@@ -129,12 +220,16 @@ fn u(v: usize) -> Result<u32, GpuError> {
 }
 
 impl<T: Real> Builder<'_, T> {
-    fn param(&mut self) -> Result<&Param, GpuError> {
-        let p = self.params.get(self.next_param).ok_or_else(|| {
-            GpuError::Shape("the network has more parameters than uploaded".into())
-        })?;
+    /// The next parameter tensor's values and gradient.
+    fn param(&mut self) -> Result<(Region, Region), GpuError> {
+        let (i, p) = (self.next_param, self.params);
+        let (Some(w), Some(g)) = (p.region::<T>(&p.w, i), p.region::<T>(&p.g, i)) else {
+            return Err(GpuError::Shape(
+                "the network has more parameters than uploaded".into(),
+            ));
+        };
         self.next_param += 1;
-        Ok(p)
+        Ok((w, g))
     }
 
     fn values(&self, what: &str, shape: Shape) -> Result<(wgpu::Buffer, usize), GpuError> {
@@ -170,7 +265,7 @@ impl<T: Real> Builder<'_, T> {
         &self,
         op: Op,
         params: &[u32],
-        buffers: &[&wgpu::Buffer],
+        buffers: &[&dyn Bind],
         threads: Threads,
     ) -> Result<Command, GpuError> {
         self.gpu
@@ -232,14 +327,8 @@ impl<T: Real> Builder<'_, T> {
         pad: usize,
         x: &Blob,
     ) -> Result<Blob, GpuError> {
-        let (w, dw) = {
-            let w = self.param()?;
-            (w.w.clone(), w.g.clone())
-        };
-        let (bias, db) = {
-            let b = self.param()?;
-            (b.w.clone(), b.g.clone())
-        };
+        let (w, dw) = self.param()?;
+        let (bias, db) = self.param()?;
         let (s, k) = (x.shape, kernel.k);
         let span = |len: usize| {
             (len + 2 * pad)
@@ -318,7 +407,8 @@ impl<T: Real> Builder<'_, T> {
         )?);
         if let Some(dx) = &x.grad {
             // dcol = W^T dY, into the patches (read for the last time above) or dX itself.
-            let target = col.as_ref().map_or((dx, x_len), |(buf, len)| (buf, *len));
+            let target: (&dyn Bind, usize) =
+                col.as_ref().map_or((dx, x_len), |(buf, len)| (buf, *len));
             back.extend(self.product(
                 Product {
                     a_row: 1,
@@ -413,10 +503,7 @@ impl<T: Real> Builder<'_, T> {
     }
 
     fn activation(&mut self, kind: ActKind, x: &Blob) -> Result<Blob, GpuError> {
-        let (a, da) = {
-            let p = self.param()?;
-            (p.w.clone(), p.g.clone())
-        };
+        let (a, da) = self.param()?;
         let s = x.shape;
         let (y, dy) = self.blob("activated", s)?;
         let len = mul("activation", self.n, s.len())?;
@@ -495,9 +582,9 @@ impl<T: Real> Builder<'_, T> {
                 // The first two added into `to`, the others added to it in place (one
                 // buffer is never bound twice).
                 [a, b, rest @ ..] => {
-                    cmds.push(me.op(Op::Add, &params, &[a, to, b], Threads::Each(n))?);
+                    cmds.push(me.op(Op::Add, &params, &[*a, to, *b], Threads::Each(n))?);
                     for p in rest {
-                        cmds.push(me.op(Op::Accumulate, &params, &[p, to], Threads::Each(n))?);
+                        cmds.push(me.op(Op::Accumulate, &params, &[*p, to], Threads::Each(n))?);
                     }
                 }
                 [] => {}
@@ -532,7 +619,7 @@ pub struct Trainer<T: Real = f32> {
     net: Network<T>,
     config: SgdConfig,
     iter: usize,
-    params: Vec<Param>,
+    params: Params,
     /// The `Step` uniform of `shaders/common.wgsl`: five values of `T` and the slot.
     step: wgpu::Buffer,
     /// `SLOTS` pairs (loss sum, hits).
@@ -571,23 +658,8 @@ impl<T: Real> Trainer<T> {
                 ));
             }
         }
-        let params = weights
-            .iter()
-            .enumerate()
-            .map(|(i, (w, rate))| {
-                let v = match velocity.get(i) {
-                    Some((v, _)) => gpu.upload("velocity", v)?,
-                    None => gpu.upload("velocity", &vec![T::zero(); w.len()])?,
-                };
-                Ok(Param {
-                    w: gpu.upload("parameter", w)?,
-                    g: gpu.poisoned::<T>("gradient", w.len())?,
-                    v,
-                    len: w.len(),
-                    rate: *rate,
-                })
-            })
-            .collect::<Result<Vec<_>, GpuError>>()?;
+        let velocity = sgd.velocity().map(|_| velocity.as_slice());
+        let params = Params::new(gpu, &weights, velocity)?;
         let step = gpu.scoped(|| {
             gpu.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("step"),
@@ -661,11 +733,13 @@ impl<T: Real> Trainer<T> {
         )?;
         b.forward.extend([softmax, metrics]);
         let backward: Vec<Command> = b.backward.drain(..).rev().flatten().collect();
-        let mut update = Vec::with_capacity(self.params.len());
-        for p in &self.params {
-            let params = [u(p.len)?, p.rate as u32];
-            update.push(b.op(Op::Sgd, &params, &[&p.w, &p.g, &p.v], Threads::Each(p.len))?);
-        }
+        let p = &self.params;
+        let update = vec![b.op(
+            Op::Sgd,
+            &[u(p.len)?, u(p.ends[0])?, u(p.ends[1])?],
+            &[&p.w, &p.g, &p.v],
+            Threads::Each(p.len),
+        )?];
         let forward = b.forward;
         self.plans.push(Plan {
             n,
@@ -782,12 +856,7 @@ impl<T: Real> Trainer<T> {
         }
         self.load(x, labels, 0.0)?;
         self.submit(x.n, Stage::Backward)?;
-        let values = self
-            .params
-            .iter()
-            .map(|p| self.gpu.download(&p.g, p.len))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(self.rebuild(values)?.into_layers())
+        Ok(self.download(&self.params.g)?.into_layers())
     }
 
     /// Reads the written metrics slots back: mean losses of training steps go to
@@ -861,15 +930,13 @@ impl<T: Real> Trainer<T> {
     /// [`GpuError::Device`] when the GPU fails; [`GpuError::Shape`] if the downloaded
     /// network does not validate (a bug).
     pub fn network(&self) -> Result<Network<T>, GpuError> {
-        let values = self
-            .params
-            .iter()
-            .map(|p| self.gpu.download(&p.w, p.len))
-            .collect::<Result<Vec<_>, _>>()?;
-        self.rebuild(values)
+        self.download(&self.params.w)
     }
 
-    fn rebuild(&self, values: Vec<Vec<T>>) -> Result<Network<T>, GpuError> {
+    /// The network with the tensors of `buffer` (values, gradients or velocity) as its
+    /// parameters.
+    fn download(&self, buffer: &wgpu::Buffer) -> Result<Network<T>, GpuError> {
+        let values = self.params.download::<T>(&self.gpu, buffer)?;
         let mut layers = self.net.layers().to_vec();
         fill(&mut layers, &mut values.into_iter());
         Network::new(self.net.input_shape(), layers)
@@ -885,12 +952,7 @@ impl<T: Real> Trainer<T> {
         let velocity = if self.config.momentum == 0.0 {
             None
         } else {
-            let values = self
-                .params
-                .iter()
-                .map(|p| self.gpu.download(&p.v, p.len))
-                .collect::<Result<Vec<_>, _>>()?;
-            Some(self.rebuild(values)?.into_layers())
+            Some(self.download(&self.params.v)?.into_layers())
         };
         Ok(Sgd::resume(self.config, velocity, self.iter))
     }
@@ -898,5 +960,32 @@ impl<T: Real> Trainer<T> {
     /// The adapter this trainer runs on.
     pub fn gpu(&self) -> &Gpu {
         &self.gpu
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_grouped_by_rate_on_aligned_starts() {
+        use Rate::{Bias, Weight, A};
+        // Walk order: a conv's weight and bias, an activation's a, a dense layer's weight
+        // and bias, an empty a.
+        let tensors = [
+            (27, Weight),
+            (3, Bias),
+            (3, A),
+            (70, Weight),
+            (5, Bias),
+            (0, A),
+        ];
+        let (at, len, ends) = layout(&tensors, 16).expect("no overflow");
+        assert_eq!(
+            at,
+            [(0, 27), (112, 3), (144, 3), (32, 70), (128, 5), (160, 0)]
+        );
+        assert_eq!((len, ends), (176, [112, 144]));
+        assert!(layout(&[(usize::MAX, Weight)], 16).is_none());
     }
 }

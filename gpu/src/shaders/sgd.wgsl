@@ -1,7 +1,8 @@
 // SGD with momentum and weight decay, Caffe's update as on the CPU:
 // v = m v + lr (g + wd w), w -= v; P-activations' `a` is clamped to [0, 1] after.
-// Parameters: 0 values, 1 rate (0 weights, which alone take weight decay, 1 biases, 2 a,
-// clamped).
+// Every parameter tensor in one dispatch: weights, then biases, then `a`, in one buffer.
+// Parameters: 0 values, 1 where the weights (which alone take weight decay) end, 2 where the
+// biases end.
 
 @group(0) @binding(1) var<storage, read_write> w: array<real>;
 @group(0) @binding(2) var<storage, read_write> g: array<real>;
@@ -14,20 +15,20 @@ fn update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups:
     if (i >= param(0u)) {
         return;
     }
-    let rate = param(1u);
     var lr = step.lr;
     var decay: real = 0.0;
-    if (rate == 0u) {
+    let is_a = i >= param(2u);
+    if (i < param(1u)) {
         decay = step.decay;
-    } else if (rate == 1u) {
-        lr = step.lr_bias;
-    } else {
+    } else if (is_a) {
         lr = step.lr_a;
+    } else {
+        lr = step.lr_bias;
     }
     let vel = step.momentum * v[i] + lr * (g[i] + decay * w[i]);
     v[i] = vel;
     var next = w[i] - vel;
-    if (rate == 2u) {
+    if (is_a) {
         next = clamp(next, 0.0, 1.0);
     }
     w[i] = next;
