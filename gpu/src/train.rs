@@ -41,20 +41,23 @@ struct Params {
     w: wgpu::Buffer,
     g: wgpu::Buffer,
     v: wgpu::Buffer,
+    layout: Layout,
+}
+
+/// Where [`Params`] places the tensors.
+#[derive(Debug, PartialEq, Eq)]
+struct Layout {
     /// Each tensor's first value and length, in [`tensors`]' order.
     at: Vec<(usize, usize)>,
-    /// Values in each buffer, and where the weights and the biases end.
+    /// Values in each buffer.
     len: usize,
+    /// Where the weights and the biases end.
     ends: [usize; 2],
 }
 
-/// Where [`Params`] places `tensors` (lengths and rates) with starts on multiples of
-/// `align` values: each tensor's (start, length), the total, and the ends of the weights
-/// and of the biases.
-fn layout(
-    tensors: &[(usize, Rate)],
-    align: usize,
-) -> Option<(Vec<(usize, usize)>, usize, [usize; 2])> {
+/// Where [`Params`] places `tensors` (lengths and rates), with starts on multiples of
+/// `align` values; `None` when the sizes overflow.
+fn layout(tensors: &[(usize, Rate)], align: usize) -> Option<Layout> {
     let mut at = vec![(0, 0); tensors.len()];
     let mut next = 0usize;
     let mut ends = [0; 2];
@@ -74,7 +77,11 @@ fn layout(
             Rate::A => {}
         }
     }
-    Some((at, next, ends))
+    Some(Layout {
+        at,
+        len: next,
+        ends,
+    })
 }
 
 impl Params {
@@ -88,12 +95,12 @@ impl Params {
             .div_ceil(size_of::<T>())
             .max(1);
         let lens: Vec<(usize, Rate)> = weights.iter().map(|(w, r)| (w.len(), *r)).collect();
-        let (at, len, ends) = layout(&lens, align)
+        let layout = layout(&lens, align)
             .ok_or_else(|| GpuError::Shape("the parameters' sizes overflow".into()))?;
-        gpu.check_len::<T>("parameters", len)?;
+        gpu.check_len::<T>("parameters", layout.len)?;
         let place = |tensors: Option<&[(&[T], Rate)]>, fill: T| {
-            let mut all = vec![T::zero(); len];
-            for (i, (start, n)) in at.iter().enumerate() {
+            let mut all = vec![T::zero(); layout.len];
+            for (i, (start, n)) in layout.at.iter().enumerate() {
                 let dst = &mut all[*start..start + n];
                 match tensors {
                     Some(t) => dst.copy_from_slice(t[i].0),
@@ -106,15 +113,13 @@ impl Params {
             w: gpu.upload("parameters", &place(Some(weights), T::zero()))?,
             g: gpu.upload("gradients", &place(None, T::nan()))?,
             v: gpu.upload("velocity", &place(velocity, T::zero()))?,
-            at,
-            len,
-            ends,
+            layout,
         })
     }
 
     /// Tensor `i` of `buffer` (one of the three).
     fn region<T>(&self, buffer: &wgpu::Buffer, i: usize) -> Option<Region> {
-        let (start, n) = *self.at.get(i)?;
+        let (start, n) = *self.layout.at.get(i)?;
         let size = size_of::<T>() as u64;
         Some(Region {
             buffer: buffer.clone(),
@@ -125,8 +130,9 @@ impl Params {
 
     /// The tensors of `buffer` (one of the three), downloaded at once.
     fn download<T: Real>(&self, gpu: &Gpu, buffer: &wgpu::Buffer) -> Result<Vec<Vec<T>>, GpuError> {
-        let all = gpu.download::<T>(buffer, self.len)?;
+        let all = gpu.download::<T>(buffer, self.layout.len)?;
         Ok(self
+            .layout
             .at
             .iter()
             .map(|(start, n)| all[*start..start + n].to_vec())
@@ -733,12 +739,12 @@ impl<T: Real> Trainer<T> {
         )?;
         b.forward.extend([softmax, metrics]);
         let backward: Vec<Command> = b.backward.drain(..).rev().flatten().collect();
-        let p = &self.params;
+        let (p, l) = (&self.params, &self.params.layout);
         let update = vec![b.op(
             Op::Sgd,
-            &[u(p.len)?, u(p.ends[0])?, u(p.ends[1])?],
+            &[u(l.len)?, u(l.ends[0])?, u(l.ends[1])?],
             &[&p.w, &p.g, &p.v],
-            Threads::Each(p.len),
+            Threads::Each(l.len),
         )?];
         let forward = b.forward;
         self.plans.push(Plan {
@@ -980,12 +986,14 @@ mod tests {
             (5, Bias),
             (0, A),
         ];
-        let (at, len, ends) = layout(&tensors, 16).expect("no overflow");
         assert_eq!(
-            at,
-            [(0, 27), (112, 3), (144, 3), (32, 70), (128, 5), (160, 0)]
+            layout(&tensors, 16),
+            Some(Layout {
+                at: vec![(0, 27), (112, 3), (144, 3), (32, 70), (128, 5), (160, 0)],
+                len: 176,
+                ends: [112, 144],
+            })
         );
-        assert_eq!((len, ends), (176, [112, 144]));
         assert!(layout(&[(usize::MAX, Weight)], 16).is_none());
     }
 }
