@@ -105,7 +105,11 @@ impl Module {
         match self {
             Self::Conv => include_str!("shaders/conv.wgsl"),
             Self::Pool => include_str!("shaders/pool.wgsl"),
-            Self::Act => include_str!("shaders/act.wgsl"),
+            Self::Act => concat!(
+                include_str!("shaders/phi.wgsl"),
+                "\n",
+                include_str!("shaders/act.wgsl")
+            ),
             Self::Loss => include_str!("shaders/loss.wgsl"),
             Self::Metrics => include_str!("shaders/metrics.wgsl"),
             Self::Sgd => include_str!("shaders/sgd.wgsl"),
@@ -131,7 +135,7 @@ pub(crate) struct Kernels {
     layout: wgpu::BindGroupLayout,
     pipelines: Vec<wgpu::ComputePipeline>,
     pub(crate) matmul: wgpu::ComputePipeline,
-    spare: [wgpu::Buffer; 4],
+    pub(crate) spare: [wgpu::Buffer; 4],
 }
 
 /// A kernel bound to its buffers, ready to record.
@@ -220,7 +224,12 @@ impl Kernels {
         let matmul = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("matmul"),
             source: wgpu::ShaderSource::Wgsl(
-                format!("{prelude}\n{}", include_str!("shaders/matmul.wgsl")).into(),
+                format!(
+                    "{prelude}\n{}\n{}",
+                    include_str!("shaders/phi.wgsl"),
+                    include_str!("shaders/matmul.wgsl")
+                )
+                .into(),
             ),
         });
         let matmul = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {

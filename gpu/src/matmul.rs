@@ -129,6 +129,20 @@ pub(crate) struct Operands<'a> {
     pub bias: Option<(&'a dyn Bind, usize, Axis)>,
     pub c: (&'a dyn Bind, usize),
     pub splits: usize,
+    /// A P-activation of `C` written in the same pass (only with `splits` 1).
+    pub act: Option<Fused<'a>>,
+}
+
+/// A P-activation fused into a product: `y = (1 - a) phi(C) + a C` with one `a` per row of
+/// `C` (a channel, on channel-major activations).
+#[derive(Clone, Copy)]
+pub(crate) struct Fused<'a> {
+    /// phi's kind, as in `shaders/phi.wgsl`.
+    pub kind: u32,
+    /// `a`: `m` values.
+    pub a: (&'a dyn Bind, usize),
+    /// The output: `m x n` values.
+    pub y: (&'a dyn Bind, usize),
 }
 
 /// How many parts to split `p`'s k into so that about 128 workgroups run (enough to fill a
@@ -173,6 +187,15 @@ impl Gpu {
         let split_slabs = p.k.div_ceil(SLAB).div_ceil(splits).max(1);
         let mut block = [0u32; 12];
         block[..8].copy_from_slice(&dims);
+        if let Some(f) = &ops.act {
+            if splits != 1 || f.a.1 != p.m || Some(f.y.1) != p.out_len() {
+                return Err(GpuError::Shape(format!(
+                    "{p:?} in {splits} parts with an activation of {} values of a into {}",
+                    f.a.1, f.y.1
+                )));
+            }
+            block[9] = f.kind + 1;
+        }
         block[8] = u32::try_from(split_slabs)
             .map_err(|_| GpuError::Shape(format!("{p:?}: k exceeds 32-bit indices")))?;
         let groups = |v: usize| {
@@ -190,7 +213,13 @@ impl Gpu {
         let groups = (groups(p.n)?, groups(p.m)?, z);
         // Without a bias the shader never reads binding 3; A stands in for it.
         let bias: &dyn Bind = ops.bias.map_or(ops.a.0, |b| b.0);
-        let pipeline = self.kernels::<T>()?.matmul;
+        // Without an activation, spare buffers stand in for its bindings.
+        let kernels = self.kernels::<T>()?;
+        let (act_a, act_y): (&dyn Bind, &dyn Bind) = match &ops.act {
+            Some(f) => (f.a.0, f.y.0),
+            None => (&kernels.spare[0], &kernels.spare[1]),
+        };
+        let pipeline = kernels.matmul.clone();
         let layout = pipeline.get_bind_group_layout(0);
         let bind = self.scoped(|| {
             let uniform = self
@@ -209,6 +238,8 @@ impl Gpu {
                     entry(2, ops.b.0),
                     entry(3, bias),
                     entry(4, ops.c.0),
+                    entry(5, act_a),
+                    entry(6, act_y),
                 ],
             })
         })?;
@@ -249,6 +280,7 @@ impl Gpu {
                 .map(|(b, v)| (b as &dyn Bind, v.len(), Axis::Columns)),
             c: (&cb, out),
             splits: 1,
+            act: None,
         };
         let dispatch = self.matmul_dispatch::<T>(p, &ops)?;
         self.run(|e| Gpu::record(e, &[Command::Run(dispatch)]))?;

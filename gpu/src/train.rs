@@ -15,7 +15,7 @@ use netmorph_core::train::{Sgd, SgdConfig};
 use netmorph_core::{ActKind, Conv2d, Kernel, Layer, Network, Pool, Shape, Tensor};
 
 use crate::kernels::{Command, Op, Threads};
-use crate::matmul::{splits, Axis, Bind, Operands, Product, Region};
+use crate::matmul::{splits, Axis, Bind, Fused, Operands, Product, Region};
 use crate::{Gpu, GpuError, Real};
 
 /// Batch losses that wait on the GPU before they are read back; a step past this many
@@ -199,6 +199,16 @@ struct Plan {
     update: Vec<Command>,
 }
 
+/// The forward product `Y = W X + b` of a dense or convolution layer, waiting to be
+/// recorded; each operand with its length in values.
+struct Pending {
+    p: Product,
+    w: (Region, usize),
+    x: (wgpu::Buffer, usize),
+    bias: Region,
+    y: (wgpu::Buffer, usize),
+}
+
 /// Builds a [`Plan`]: walks the layers once, creating each output and gradient buffer and
 /// the forward and backward commands of each layer.
 struct Builder<'a, T> {
@@ -212,6 +222,9 @@ struct Builder<'a, T> {
     backward: Vec<Vec<Command>>,
     /// The longest ones vector made so far, and its length.
     ones: Option<(wgpu::Buffer, usize)>,
+    /// The forward product of the last dense or convolution layer, until the next layer
+    /// says whether an activation fuses into it.
+    pending: Option<Pending>,
     real: PhantomData<T>,
 }
 
@@ -310,10 +323,39 @@ impl<T: Real> Builder<'_, T> {
         for l in layers {
             x = self.layer(l, &x)?;
         }
+        self.flush(None)?;
         Ok(x)
     }
 
+    /// Records the pending forward product of a dense or convolution layer, with `act`
+    /// fused into it if given and the product is not split.
+    fn flush(&mut self, act: Option<Fused<'_>>) -> Result<(), GpuError> {
+        let Some(f) = self.pending.take() else {
+            return Ok(());
+        };
+        let mut ops = Operands {
+            a: (&f.w.0, f.w.1),
+            b: (&f.x.0, f.x.1),
+            bias: Some((&f.bias, f.p.m, Axis::Rows)),
+            c: (&f.y.0, f.y.1),
+            splits: 1,
+            act: None,
+        };
+        let fwd = if act.is_some() && splits(&f.p) == 1 {
+            ops.act = act;
+            vec![Command::Run(self.gpu.matmul_dispatch::<T>(&f.p, &ops)?)]
+        } else {
+            self.product(f.p, &ops)?
+        };
+        self.forward.extend(fwd);
+        Ok(())
+    }
+
     fn layer(&mut self, l: &Layer<T>, x: &Blob) -> Result<Blob, GpuError> {
+        // Only an activation fuses into the product before it.
+        if !matches!(l, Layer::Activation(_)) {
+            self.flush(None)?;
+        }
         match l {
             Layer::Dense(k) => self.linear(k, 1, 0, x),
             Layer::Conv2d(c) => self.linear(&c.kernel, c.stride, c.pad, x),
@@ -372,17 +414,14 @@ impl<T: Real> Builder<'_, T> {
             None => (&x.val, x_len),
         };
         let y_len = mul("output", kernel.out, cols)?;
-        let fwd = self.product(
-            Product::row_major(kernel.out, rows, cols),
-            &Operands {
-                a: (&w, kernel.weight.len()),
-                b: (b_buf, b_len),
-                bias: Some((&bias, kernel.out, Axis::Rows)),
-                c: (&y.val, y_len),
-                splits: 1,
-            },
-        )?;
-        self.forward.extend(fwd);
+        // Recorded when the next layer is known: an activation fuses into it.
+        self.pending = Some(Pending {
+            p: Product::row_major(kernel.out, rows, cols),
+            w: (w.clone(), kernel.weight.len()),
+            x: (b_buf.clone(), b_len),
+            bias: bias.clone(),
+            y: (y.val.clone(), y_len),
+        });
         let dy = &dy;
         let ones = self.ones(cols)?;
         // dW = dY col^T.
@@ -398,6 +437,7 @@ impl<T: Real> Builder<'_, T> {
                 bias: None,
                 c: (&dw, kernel.weight.len()),
                 splits: 1,
+                act: None,
             },
         )?;
         // db = dY 1.
@@ -409,6 +449,7 @@ impl<T: Real> Builder<'_, T> {
                 bias: None,
                 c: (&db, kernel.out),
                 splits: 1,
+                act: None,
             },
         )?);
         if let Some(dx) = &x.grad {
@@ -427,6 +468,7 @@ impl<T: Real> Builder<'_, T> {
                     bias: None,
                     c: target,
                     splits: 1,
+                    act: None,
                 },
             )?);
             if let Some((buf, _)) = &col {
@@ -521,13 +563,23 @@ impl<T: Real> Builder<'_, T> {
             ActKind::Identity => 3,
         };
         let params = [phi, u(len)?, u(plane)?];
-        let fwd = self.op(
-            Op::ActForward,
-            &params,
-            &[&x.val, &a, &y.val],
-            Threads::Each(len),
-        )?;
-        self.forward.push(fwd);
+        if self.pending.as_ref().is_some_and(|f| splits(&f.p) == 1) {
+            // x is the output of the product before: y comes out of that product's pass.
+            self.flush(Some(Fused {
+                kind: phi,
+                a: (&a, s.c),
+                y: (&y.val, len),
+            }))?;
+        } else {
+            self.flush(None)?;
+            let fwd = self.op(
+                Op::ActForward,
+                &params,
+                &[&x.val, &a, &y.val],
+                Threads::Each(len),
+            )?;
+            self.forward.push(fwd);
+        }
         let dy = &dy;
         let mut back = vec![self.op(
             Op::ActDa,
@@ -707,6 +759,7 @@ impl<T: Real> Trainer<T> {
             forward: Vec::new(),
             backward: Vec::new(),
             ones: None,
+            pending: None,
             real: PhantomData,
         };
         let shape = self.net.input_shape();

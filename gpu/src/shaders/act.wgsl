@@ -1,7 +1,7 @@
 // P-activations (eq. 9): y = (1 - a) phi(x) + a x with one `a` per channel, their backward
 // pass and the gradient of `a`. Activations are channel-major over the batch, so channel c
 // owns the `plane` values from c * plane on.
-// Parameters: 0 phi (0 ReLU, 1 TanH, 2 sigmoid, 3 identity), 1 values, 2 plane (N H W).
+// Parameters: 0 phi (phi.wgsl), 1 values, 2 plane (N H W).
 
 @group(0) @binding(1) var<storage, read_write> x: array<real>;
 @group(0) @binding(2) var<storage, read_write> a: array<real>;
@@ -10,26 +10,6 @@
 // The input's gradient (backward) or a's (da).
 @group(0) @binding(4) var<storage, read_write> out: array<real>;
 
-// (phi(v), phi'(v)); ReLU's derivative at 0 is 0, as on the CPU.
-fn phi(v: real) -> vec2<real> {
-    switch param(0u) {
-        case 0u: {
-            return vec2<real>(max(v, 0.0), select(real(0.0), real(1.0), v > 0.0));
-        }
-        case 1u: {
-            let t = tanh_r(v);
-            return vec2<real>(t, 1.0 - t * t);
-        }
-        case 2u: {
-            let s = 1.0 / (1.0 + exp_r(-v));
-            return vec2<real>(s, s * (1.0 - s));
-        }
-        default: {
-            return vec2<real>(v, 1.0);
-        }
-    }
-}
-
 @compute @workgroup_size(256)
 fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
            @builtin(local_invocation_index) local: u32) {
@@ -37,14 +17,7 @@ fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups
     if (i >= param(1u)) {
         return;
     }
-    let ac = a[i / param(2u)];
-    let v = x[i];
-    // a = 1 is the identity exactly (a depth morph's new activation).
-    if (ac == 1.0) {
-        y[i] = v;
-    } else {
-        y[i] = (1.0 - ac) * phi(v).x + ac * v;
-    }
+    y[i] = p_act(param(0u), a[i / param(2u)], x[i]);
 }
 
 // out = dy ((1 - a) phi'(x) + a).
@@ -56,7 +29,7 @@ fn backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) group
         return;
     }
     let ac = a[i / param(2u)];
-    out[i] = y[i] * ((1.0 - ac) * phi(x[i]).y + ac);
+    out[i] = y[i] * ((1.0 - ac) * phi(param(0u), x[i]).y + ac);
 }
 
 var<workgroup> partial: array<real, 256>;
@@ -72,7 +45,7 @@ fn da(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec
     if (c < channels) {
         for (var j = local; j < plane; j += WG) {
             let v = x[c * plane + j];
-            acc += y[c * plane + j] * (v - phi(v).x);
+            acc += y[c * plane + j] * (v - phi(param(0u), v).x);
         }
     }
     partial[local] = acc;

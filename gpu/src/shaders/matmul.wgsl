@@ -1,11 +1,12 @@
-// Prepended: the scalar type's prelude (real_f32.wgsl or real_f64.wgsl).
+// Prepended: the scalar type's prelude (real_f32.wgsl or real_f64.wgsl) and phi.wgsl.
 // C (m x n, row-major, dense) = A (m x k) B (k x n) [+ bias per column or per row], A and B
 // read through arbitrary strides (so either may be a transposed view). 64 x 64 output tiles,
 // each workgroup stepping through k in 16-wide slabs staged in workgroup memory. Split k:
 // workgroup z takes `split_slabs` slabs from slab z * split_slabs on and writes its partial
 // product to the z-th m x n block of C (only block 0 adds the bias); a second kernel sums
-// the blocks. A product with few output tiles and a long k (a weight gradient summed over a
-// whole batch of pixels) then still fills the GPU.
+// the blocks. A product with few output tiles and a long k (a weight gradient summed over
+// a whole batch of pixels) then still fills the GPU. Without split, the product can also
+// apply a P-activation to its output: a layer and the activation after it in one pass.
 
 struct Dims {
     m: u32,
@@ -18,7 +19,9 @@ struct Dims {
     // 1: add bias[col]; 2: add bias[row].
     with_bias: u32,
     split_slabs: u32,
-    pad0: u32,
+    // 0: no activation; 1 + kind (phi.wgsl): also write act_y = P-activation(C) with
+    // act_a[row] (only without split k).
+    act: u32,
     pad1: u32,
     pad2: u32,
 }
@@ -28,6 +31,8 @@ struct Dims {
 @group(0) @binding(2) var<storage, read> b: array<real>;
 @group(0) @binding(3) var<storage, read> bias: array<real>;
 @group(0) @binding(4) var<storage, read_write> c: array<real>;
+@group(0) @binding(5) var<storage, read> act_a: array<real>;
+@group(0) @binding(6) var<storage, read_write> act_y: array<real>;
 
 // 64 x 64 outputs per workgroup of 16 x 16 invocations, each accumulating a 4 x 4 block in
 // registers: rows l.y + 16 i and columns l.x + 16 j, so that neighbouring invocations read
@@ -99,6 +104,9 @@ fn main(@builtin(local_invocation_id) l: vec3<u32>, @builtin(local_invocation_in
                     v += bias[row];
                 }
                 c[(g.z * d.m + row) * d.n + col] = v;
+                if (d.act != 0u) {
+                    act_y[row * d.n + col] = p_act(d.act - 1u, act_a[row], v);
+                }
             }
         }
     }
