@@ -74,9 +74,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             return Err("the loss became NaN".into());
         }
         println!(
-            "model={model} batch={batch} device=gpu adapter={} steps={steps} images_per_second={rate:.1} median_step_images_per_second={rate:.1}",
+            "model={model} batch={batch} device=gpu adapter={} kernels_per_step={} steps={steps} images_per_second={rate:.1} median_step_images_per_second={rate:.1}",
             // One whitespace-free field, as the scripts split on whitespace.
-            gpu.name().replace(char::is_whitespace, "_")
+            gpu.name().replace(char::is_whitespace, "_"),
+            trainer.kernels_per_step(batch)?
         );
         return Ok(());
     }

@@ -1016,6 +1016,20 @@ impl<T: Real> Trainer<T> {
         Ok(Sgd::resume(self.config, velocity, self.iter))
     }
 
+    /// Kernel dispatches in one training step on batches of `n` (builds that batch size's
+    /// plan); each is a launch on the GPU, which small networks are bound by.
+    ///
+    /// # Errors
+    /// As [`Trainer::step`].
+    pub fn kernels_per_step(&mut self, n: usize) -> Result<usize, GpuError> {
+        let plan = self.plan(n)?;
+        Ok([&plan.forward, &plan.backward, &plan.update]
+            .iter()
+            .flat_map(|c| c.iter())
+            .filter(|c| matches!(c, Command::Run(_)))
+            .count())
+    }
+
     /// The adapter this trainer runs on.
     pub fn gpu(&self) -> &Gpu {
         &self.gpu

@@ -366,3 +366,23 @@ fn batches_that_do_not_fit_are_errors() {
         Err(GpuError::Shape(_))
     ));
 }
+
+/// What a step launches for dense -> ReLU -> dense: the first product with the activation
+/// in its epilogue, the second, the loss and its metrics (4); the second layer's weight,
+/// bias and input gradients, the activation's two backward kernels, the first layer's
+/// weight and bias gradients (7); one update of every parameter (1). Unfused, the
+/// activation and the five tensors' updates would add five.
+#[test]
+fn a_step_fuses_the_activation_and_the_updates() {
+    let Some(gpu) = gpu("fusion") else { return };
+    let mut rng = Rng::seed(15);
+    let layers = vec![
+        Layer::Dense(kernel(6, 5, 1, &mut rng)),
+        act(ActKind::Relu, 6, &mut rng),
+        Layer::Dense(kernel(3, 6, 1, &mut rng)),
+    ];
+    let net = Network::new(Shape::flat(5), layers).expect("a valid network");
+    let sgd = Sgd::new(config(0.9, Schedule::Constant));
+    let mut trainer = Trainer::new(&gpu, &net, &sgd).expect("upload");
+    assert_eq!(trainer.kernels_per_step(8).expect("plan"), 12);
+}
