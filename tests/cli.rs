@@ -439,6 +439,10 @@ fn train_on_the_gpu_matches_the_cpu_and_bad_adapters_are_named() {
         assert_eq!(code, 0, "{err}");
         if device == "gpu" {
             assert!(err.contains(gpu.name()), "the adapter is named: {err}");
+            assert!(
+                err.contains("of GPU memory"),
+                "the estimate is printed: {err}"
+            );
         }
         let last = stdout.lines().last().unwrap_or_default().to_string();
         let field = last

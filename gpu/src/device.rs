@@ -1,5 +1,6 @@
 //! Adapters, the device and the buffers kernels read and write.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use wgpu::util::DeviceExt;
@@ -62,6 +63,9 @@ pub struct Gpu {
     single: Kernels,
     /// The f64 kernels, compiled the first time they are asked for.
     double: Arc<Mutex<Option<Kernels>>>,
+    /// Bytes of every storage buffer made so far (never decreases: differences measure
+    /// what a piece of work allocated).
+    stored: Arc<AtomicU64>,
     name: String,
     limits: wgpu::Limits,
 }
@@ -199,6 +203,7 @@ impl Gpu {
             queue,
             single,
             double: Arc::default(),
+            stored: Arc::default(),
             name: adapter.get_info().name,
             limits,
         })
@@ -239,6 +244,11 @@ impl Gpu {
         Ok(k)
     }
 
+    /// Bytes of every storage buffer this device has made so far (freed ones included).
+    pub(crate) fn stored(&self) -> u64 {
+        self.stored.load(Ordering::Relaxed)
+    }
+
     /// The adapter's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -276,6 +286,8 @@ impl Gpu {
         // A zero-sized binding is invalid: an empty input gets one unused value.
         let zero = [T::zeroed()];
         let data: &[T] = if data.is_empty() { &zero } else { data };
+        self.stored
+            .fetch_add(size_of_val(data) as u64, Ordering::Relaxed);
         self.scoped(|| {
             self.device
                 .create_buffer_init(&wgpu::util::BufferInitDescriptor {

@@ -10,6 +10,7 @@
 //!   step with every buffer resident on the GPU, and downloaded as an ordinary core network
 //!   (to morph, save or upload again);
 //! - [`Gpu::matmul`]: the tiled matrix product the layers are built on;
+//! - [`memory`]: the GPU memory a run will take, from the network's shapes alone;
 //! - [`Real`]: the kernels run in f32 on every adapter and in f64 where the adapter has
 //!   `SHADER_F64` ([`Gpu::supports`]), for checks against the CPU to f64 precision.
 //!
@@ -33,6 +34,7 @@ mod device;
 mod error;
 mod kernels;
 mod matmul;
+pub mod memory;
 mod real;
 pub mod testing;
 pub mod train;

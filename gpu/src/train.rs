@@ -20,7 +20,7 @@ use crate::{Gpu, GpuError, Real};
 
 /// Batch losses that wait on the GPU before they are read back; a step past this many
 /// reads them first.
-const SLOTS: usize = 1024;
+pub(crate) const SLOTS: usize = 1024;
 
 /// Size of the `Step` uniform in values of the scalar type: learning rates of weights,
 /// biases and `a`, momentum, weight decay, then the slot (a `u32` padded to one value).
@@ -189,6 +189,8 @@ enum Stage {
 /// The buffers and commands of a step at one batch size.
 struct Plan {
     n: usize,
+    /// Bytes of the storage buffers it made.
+    bytes: u64,
     input: wgpu::Buffer,
     labels: wgpu::Buffer,
     /// Forward pass, loss and metrics.
@@ -750,6 +752,13 @@ impl<T: Real> Trainer<T> {
         if self.plans.len() == 2 {
             self.plans.remove(0);
         }
+        // Sizes from the shapes first: nothing is allocated for a batch they overflow.
+        if crate::memory::plan_bytes(&self.net, n).is_none() {
+            return Err(GpuError::Shape(format!(
+                "a batch of {n}: the buffers' sizes overflow"
+            )));
+        }
+        let before = self.gpu.stored();
         let mut b = Builder {
             gpu: &self.gpu,
             params: &self.params,
@@ -802,6 +811,7 @@ impl<T: Real> Trainer<T> {
         let forward = b.forward;
         self.plans.push(Plan {
             n,
+            bytes: self.gpu.stored() - before,
             input,
             labels,
             forward,
@@ -1028,6 +1038,17 @@ impl<T: Real> Trainer<T> {
             .flat_map(|c| c.iter())
             .filter(|c| matches!(c, Command::Run(_)))
             .count())
+    }
+
+    /// Bytes of the storage buffers this trainer holds: parameters, gradients, momentum,
+    /// metrics and the plans of the batch sizes it keeps.
+    pub fn bytes(&self) -> u64 {
+        let p = &self.params;
+        [&p.w, &p.g, &p.v, &self.metrics]
+            .iter()
+            .map(|b| b.size())
+            .chain(self.plans.iter().map(|p| p.bytes))
+            .sum()
     }
 
     /// The adapter this trainer runs on.

@@ -13,7 +13,7 @@ use netmorph_core::{
 };
 use netmorph_gpu::testing::supports_or_skip;
 use netmorph_gpu::train::Trainer;
-use netmorph_gpu::{Gpu, GpuError, Real};
+use netmorph_gpu::{memory, Gpu, GpuError, Real};
 
 mod common;
 use common::{gpu, relative_error, values};
@@ -385,4 +385,34 @@ fn a_step_fuses_the_activation_and_the_updates() {
     let sgd = Sgd::new(config(0.9, Schedule::Constant));
     let mut trainer = Trainer::new(&gpu, &net, &sgd).expect("upload");
     assert_eq!(trainer.kernels_per_step(8).expect("plan"), 12);
+}
+
+/// The memory estimate from shapes alone is what a plan allocates, byte for byte, and the
+/// bound on a run holds what the trainer holds.
+#[test]
+fn plans_allocate_what_the_estimate_says() {
+    let Some(gpu) = gpu("memory") else { return };
+    let mut rng = Rng::seed(16);
+    for (name, net) in [
+        ("conv", conv_net(&mut rng)),
+        ("parallel", parallel_net(&mut rng)),
+    ] {
+        let sgd = Sgd::new(config(0.9, Schedule::Constant));
+        let mut trainer = Trainer::new(&gpu, &net, &sgd).expect("upload");
+        for n in [7, 3] {
+            let before = trainer.bytes();
+            trainer.kernels_per_step(n).expect("plan");
+            assert_eq!(
+                Some(trainer.bytes() - before),
+                memory::plan_bytes(&net, n),
+                "{name}, batch {n}"
+            );
+        }
+        let bound = memory::training_bytes(&net, 7).expect("no overflow");
+        assert!(
+            trainer.bytes() <= bound,
+            "{name}: {} > {bound}",
+            trainer.bytes()
+        );
+    }
 }

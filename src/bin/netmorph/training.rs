@@ -434,16 +434,23 @@ fn fit_with_progress<T: Scalar>(
     let result = match device {
         Device::Cpu => fit(net, (train, test), config, state, &STOP, progress, on_epoch),
         #[cfg(feature = "gpu")]
-        Device::Gpu(gpu) => netmorph::fit::fit_on(
-            &mut netmorph::device::GpuEngine::new(gpu.as_ref().clone(), config.batch),
-            net,
-            (train, test),
-            config,
-            state,
-            &STOP,
-            progress,
-            on_epoch,
-        ),
+        Device::Gpu(gpu) => {
+            // Known from the shapes, before the GPU allocates anything; on stderr, beside
+            // the adapter's name (stdout may be JSON).
+            if let Some(need) = netmorph_gpu::memory::training_bytes(net, config.batch) {
+                bar.suspend(|| eprintln!("about {} of GPU memory", human(need)));
+            }
+            netmorph::fit::fit_on(
+                &mut netmorph::device::GpuEngine::new(gpu.as_ref().clone(), config.batch),
+                net,
+                (train, test),
+                config,
+                state,
+                &STOP,
+                progress,
+                on_epoch,
+            )
+        }
     };
     FITTING.store(false, Ordering::SeqCst);
     bar.finish_and_clear();
