@@ -22,7 +22,7 @@ pub use netmorph_gpu::train::Trainer;
 pub use netmorph_gpu::{AdapterChoice, AdapterSummary, Gpu, GpuError};
 
 use crate::data::Dataset;
-use crate::fit::Engine;
+use crate::fit::{cast, Engine};
 
 /// Steps between two reads of the batch losses: each read waits for the GPU to finish the
 /// steps queued so far.
@@ -92,11 +92,6 @@ fn cast_sgd<T: Scalar, U: Scalar>(sgd: &Sgd<T>) -> Sgd<U> {
     )
 }
 
-/// `x` in the trainer's scalar type (f64 holds every f32 exactly).
-fn batch<U: Scalar>(x: &Tensor<f32>) -> Tensor<U> {
-    crate::fit::cast(x)
-}
-
 impl<T: Scalar> Engine<T> for GpuEngine {
     const IN_PLACE: bool = false;
 
@@ -105,17 +100,19 @@ impl<T: Scalar> Engine<T> for GpuEngine {
     /// (nothing converts f64 to f32 silently), or when the upload fails.
     fn start(&mut self, net: &Network<T>, sgd: &Sgd<T>) -> Result<(), TrainError> {
         // The casts below are between a type and itself: exact.
-        let run = if T::NAME == "f32" {
-            Trainer::new(&self.gpu, &net.cast(), &cast_sgd(sgd)).map(Run::Single)
-        } else if self.gpu.supports::<f64>() {
-            Trainer::new(&self.gpu, &net.cast(), &cast_sgd(sgd)).map(Run::Double)
-        } else {
-            return Err(TrainError::Device(format!(
-                "{} has no 64-bit floats (SHADER_F64), and this network is {}; train it on \
-                 the CPU (--device cpu) or as f32 (--dtype f32)",
-                self.gpu.name(),
-                T::NAME
-            )));
+        let run = match T::NAME {
+            "f32" => Trainer::new(&self.gpu, &net.cast(), &cast_sgd(sgd)).map(Run::Single),
+            "f64" if self.gpu.supports::<f64>() => {
+                Trainer::new(&self.gpu, &net.cast(), &cast_sgd(sgd)).map(Run::Double)
+            }
+            name => {
+                return Err(TrainError::Device(format!(
+                    "{} has no {name} kernels (f64 needs a Vulkan adapter with SHADER_F64); \
+                     train this {name} network on the CPU (--device cpu) or as f32 \
+                     (--dtype f32)",
+                    self.gpu.name(),
+                )))
+            }
         };
         self.trainer = Some(run.map_err(device)?);
         self.since_report = 0;
@@ -135,7 +132,11 @@ impl<T: Scalar> Engine<T> for GpuEngine {
             self.since_report = 0;
         }
         let run = self.trainer()?;
-        on_trainer!(run, t => t.step(&batch(x), labels)).map_err(device)?;
+        match run {
+            Run::Single(t) => t.step(x, labels),
+            Run::Double(t) => t.step(&cast(x), labels),
+        }
+        .map_err(device)?;
         if report {
             return on_trainer!(run, t => t.losses()).map_err(device);
         }
@@ -155,10 +156,13 @@ impl<T: Scalar> Engine<T> for GpuEngine {
         for group in all.chunks(batch.saturating_mul(EVAL_GROUP)) {
             let batches: Vec<(Tensor<f32>, Vec<usize>)> =
                 group.chunks(batch).map(|c| data.batch(c)).collect();
-            let (l, h, _) = on_trainer!(run, t => {
-                let wide: Vec<_> = batches.iter().map(|(x, y)| (self::batch(x), y)).collect();
-                t.evaluate(wide.iter().map(|(x, y)| (x, y.as_slice())))
-            })
+            let (l, h, _) = match run {
+                Run::Single(t) => t.evaluate(batches.iter().map(|(x, y)| (x, y.as_slice()))),
+                Run::Double(t) => {
+                    let wide: Vec<_> = batches.iter().map(|(x, y)| (cast(x), y)).collect();
+                    t.evaluate(wide.iter().map(|(x, y)| (x, y.as_slice())))
+                }
+            }
             .map_err(device)?;
             loss += l;
             hits += h;

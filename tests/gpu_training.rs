@@ -1,5 +1,6 @@
 //! `fit_on` with the GPU engine against `fit` on the CPU: the same epochs (in f32 and in
-//! f64), and the same interruption and resumption (across devices too). Under `CI=true` a missing adapter fails; elsewhere the tests say they skipped.
+//! f64), and the same interruption and resumption (across devices too). Under `CI=true` a
+//! missing adapter fails; elsewhere the tests say they skipped.
 #![cfg(feature = "gpu")]
 
 mod common;
@@ -195,8 +196,8 @@ fn epochs_on_the_gpu_match_the_cpu() {
     epochs_match::<f32>(gpu, 1e-4);
 }
 
-/// f64 networks train in f64 on the GPU, to f64 precision; on an adapter without 64-bit
-/// floats the engine refuses them and says what to do (nothing converts them to f32).
+/// f64 networks train in f64 on the GPU, to f64 precision (where the adapter has 64-bit
+/// floats; CI's lavapipe has them).
 #[test]
 fn f64_epochs_on_the_gpu_match_the_cpu_to_f64_precision() {
     let Some(gpu) = gpu("f64 epochs") else { return };

@@ -18,61 +18,14 @@ step has finished (torch.cuda.synchronize; netmorph reads the last loss back). E
 """
 import os
 import statistics
-import subprocess
 import sys
-import time
 
 import torch
-import torch.nn as nn
 
-BATCH = 100
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from train_vs_torch import BATCH, netmorph_run, torch_images_per_second  # noqa: E402
+
 CPU_STEPS = 10
-
-
-def cifar(widen):
-    """cifar10_quick (widen=False) or cifar_222 (widen=True), as netmorph's arch builds them."""
-    def conv(inp, out):
-        if widen:
-            return [nn.Conv2d(inp, 4 * out, 5, padding=2), nn.ReLU(), nn.Conv2d(4 * out, out, 1)]
-        return [nn.Conv2d(inp, out, 5, padding=2)]
-    return nn.Sequential(
-        *conv(3, 32), nn.MaxPool2d(3, 2, ceil_mode=True), nn.ReLU(),
-        *conv(32, 32), nn.ReLU(), nn.AvgPool2d(3, 2, ceil_mode=True),
-        *conv(32, 64), nn.ReLU(), nn.AvgPool2d(3, 2, ceil_mode=True),
-        nn.Flatten(), nn.Linear(1024, 64), nn.Linear(64, 10))
-
-
-def torch_images_per_second(name, steps, device):
-    torch.manual_seed(0)
-    net = cifar(name == "cifar_222").to(device)
-    opt = torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9, weight_decay=0.004)
-    x = torch.randn(BATCH, 3, 32, 32, device=device)
-    y = (torch.arange(BATCH) % 10).to(device)
-    loss = nn.CrossEntropyLoss()
-
-    def step():
-        opt.zero_grad()
-        loss(net(x), y).backward()
-        opt.step()
-
-    for _ in range(3):
-        step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return BATCH * steps / (time.perf_counter() - start)
-
-
-def netmorph_run(name, steps, threads, device):
-    out = subprocess.run(
-        ["target/release/examples/train_throughput", name, str(BATCH), str(threads), str(steps),
-         device], check=True, capture_output=True, text=True).stdout
-    fields = dict(f.split("=", 1) for f in out.split())
-    return float(fields["images_per_second"]), fields.get("adapter", "cpu")
 
 
 def main():
@@ -89,13 +42,14 @@ def main():
     for name in ["cifar10_quick", "cifar_222"]:
         ours, cpu, theirs = [], [], []
         for _ in range(rounds):
-            rate, used = netmorph_run(name, gpu_steps, threads, gpu)
-            ours.append(rate)
-            cpu.append(netmorph_run(name, CPU_STEPS, threads, "cpu")[0])
+            fields = netmorph_run(name, gpu_steps, threads, gpu)
+            used, kernels = fields["adapter"], fields["kernels_per_step"]
+            ours.append(float(fields["images_per_second"]))
+            cpu.append(float(netmorph_run(name, CPU_STEPS, threads)["images_per_second"]))
             theirs.append(torch_images_per_second(
                 name, gpu_steps if torch_device == "cuda" else CPU_STEPS, torch_device))
         a, c, t = statistics.median(ours), statistics.median(cpu), statistics.median(theirs)
-        print(f"{name:14} netmorph GPU ({used}) {a:9.0f} img/s   netmorph CPU {c:8.0f} img/s   "
+        print(f"{name:14} netmorph GPU ({used}, {kernels} kernels per step) {a:9.0f} img/s   netmorph CPU {c:8.0f} img/s   "
               f"torch {torch_device} {t:9.0f} img/s   GPU/torch {a / t:5.2f}x   GPU/CPU {a / c:6.2f}x")
 
 

@@ -67,6 +67,7 @@ pub struct Gpu {
     /// what a piece of work allocated).
     stored: Arc<AtomicU64>,
     name: String,
+    backend: wgpu::Backend,
     limits: wgpu::Limits,
 }
 
@@ -117,8 +118,10 @@ fn scoped<T>(device: &wgpu::Device, f: impl FnOnce() -> T) -> Result<T, GpuError
 
 /// Compiles the kernels in `T`.
 fn compile<T: Real>(device: &wgpu::Device) -> Result<Kernels, GpuError> {
-    scoped(device, || Kernels::new(device, T::PRELUDE))
-        .map_err(|e| GpuError::Device(format!("compiling the {} kernels: {e}", T::NAME)))
+    scoped(device, || Kernels::new(device, T::PRELUDE)).map_err(|e| match e {
+        GpuError::Device(m) => GpuError::Device(format!("compiling the {} kernels: {m}", T::NAME)),
+        other => other,
+    })
 }
 
 /// Preference of [`AdapterChoice::Default`]: lower is better.
@@ -205,14 +208,18 @@ impl Gpu {
             double: Arc::default(),
             stored: Arc::default(),
             name: adapter.get_info().name,
+            backend: adapter.get_info().backend,
             limits,
         })
     }
 
-    /// Whether the device runs kernels in `T` (f32 always; f64 where the adapter has
-    /// [`wgpu::Features::SHADER_F64`]).
+    /// Whether the device runs kernels in `T`: f32 always; f64 on Vulkan adapters with
+    /// [`wgpu::Features::SHADER_F64`]. DX12's HLSL has no f64 `round` and `ldexp`, which
+    /// the f64 kernels' exponential needs, and Metal has no f64 at all.
     pub fn supports<T: Real>(&self) -> bool {
-        self.device.features().contains(T::FEATURES)
+        T::FEATURES.is_empty()
+            || (self.backend == wgpu::Backend::Vulkan
+                && self.device.features().contains(T::FEATURES))
     }
 
     /// The kernels in `T`, compiled on first use for f64.

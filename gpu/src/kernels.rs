@@ -113,7 +113,11 @@ impl Module {
             Self::Loss => include_str!("shaders/loss.wgsl"),
             Self::Metrics => include_str!("shaders/metrics.wgsl"),
             Self::Sgd => include_str!("shaders/sgd.wgsl"),
-            Self::Layout => include_str!("shaders/layout.wgsl"),
+            Self::Layout => concat!(
+                include_str!("shaders/phi.wgsl"),
+                "\n",
+                include_str!("shaders/layout.wgsl")
+            ),
         }
     }
 }

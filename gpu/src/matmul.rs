@@ -145,6 +145,19 @@ pub(crate) struct Fused<'a> {
     pub y: (&'a dyn Bind, usize),
 }
 
+impl Fused<'_> {
+    /// Checks the lengths of `a` and the output against `p`.
+    pub(crate) fn check(&self, p: &Product) -> Result<(), GpuError> {
+        if self.a.1 != p.m || Some(self.y.1) != p.out_len() {
+            return Err(GpuError::Shape(format!(
+                "{p:?} with an activation of {} values of a into {}",
+                self.a.1, self.y.1
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// How many parts to split `p`'s k into so that about 128 workgroups run (enough to fill a
 /// large GPU): no more parts than 256-long pieces of k (so parts are about 256 long or
 /// more), and at most 64; 1 when the output alone has enough tiles or k is short.
@@ -188,12 +201,12 @@ impl Gpu {
         let mut block = [0u32; 12];
         block[..8].copy_from_slice(&dims);
         if let Some(f) = &ops.act {
-            if splits != 1 || f.a.1 != p.m || Some(f.y.1) != p.out_len() {
+            if splits != 1 {
                 return Err(GpuError::Shape(format!(
-                    "{p:?} in {splits} parts with an activation of {} values of a into {}",
-                    f.a.1, f.y.1
+                    "{p:?} in {splits} parts: its activation belongs to the sum of the parts"
                 )));
             }
+            f.check(p)?;
             block[9] = f.kind + 1;
         }
         block[8] = u32::try_from(split_slabs)

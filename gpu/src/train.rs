@@ -26,12 +26,12 @@ pub(crate) const SLOTS: usize = 1024;
 /// biases and `a`, momentum, weight decay, then the slot (a `u32` padded to one value).
 const STEP_VALUES: u64 = 6;
 
-/// Which learning rate a parameter takes (the `rate` parameter of `shaders/sgd.wgsl`).
+/// Which learning rate a parameter takes: [`Params`] groups the tensors by it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Rate {
-    Weight = 0,
-    Bias = 1,
-    A = 2,
+    Weight,
+    Bias,
+    A,
 }
 
 /// Every parameter tensor on the GPU in three buffers laid out alike (values, gradients,
@@ -203,7 +203,7 @@ struct Plan {
 
 /// The forward product `Y = W X + b` of a dense or convolution layer, waiting to be
 /// recorded; each operand with its length in values.
-struct Pending {
+struct Held {
     p: Product,
     w: (Region, usize),
     x: (wgpu::Buffer, usize),
@@ -226,7 +226,7 @@ struct Builder<'a, T> {
     ones: Option<(wgpu::Buffer, usize)>,
     /// The forward product of the last dense or convolution layer, until the next layer
     /// says whether an activation fuses into it.
-    pending: Option<Pending>,
+    held: Option<Held>,
     real: PhantomData<T>,
 }
 
@@ -295,7 +295,8 @@ impl<T: Real> Builder<'_, T> {
     }
 
     /// The product `p` into `ops.c`, split along k (partial products, then their sum) when
-    /// its output has too few tiles to fill the GPU; returns one or two commands.
+    /// its output has too few tiles to fill the GPU; returns one or two commands. An
+    /// activation in `ops` runs in the last one's epilogue.
     fn product(&self, p: Product, ops: &Operands<'_>) -> Result<Vec<Command>, GpuError> {
         let parts = splits(&p);
         if parts == 1 {
@@ -307,16 +308,19 @@ impl<T: Real> Builder<'_, T> {
         let split = Operands {
             c: (&partial, partial_len),
             splits: parts,
+            act: None,
             ..*ops
         };
+        let mut params = vec![0, 0, 0, u(len)?, u(parts)?];
+        let mut buffers: Vec<&dyn Bind> = vec![&partial, ops.c.0];
+        if let Some(f) = &ops.act {
+            f.check(&p)?;
+            params.extend([f.kind + 1, u(p.n)?]);
+            buffers.extend([f.a.0, f.y.0]);
+        }
         Ok(vec![
             Command::Run(self.gpu.matmul_dispatch::<T>(&p, &split)?),
-            self.op(
-                Op::SumSplits,
-                &[0, 0, 0, u(len)?, u(parts)?],
-                &[&partial, ops.c.0],
-                Threads::Each(len),
-            )?,
+            self.op(Op::SumSplits, &params, &buffers, Threads::Each(len))?,
         ])
     }
 
@@ -329,26 +333,21 @@ impl<T: Real> Builder<'_, T> {
         Ok(x)
     }
 
-    /// Records the pending forward product of a dense or convolution layer, with `act`
-    /// fused into it if given and the product is not split.
+    /// Records the held forward product of a dense or convolution layer, with `act` in
+    /// its epilogue if given.
     fn flush(&mut self, act: Option<Fused<'_>>) -> Result<(), GpuError> {
-        let Some(f) = self.pending.take() else {
+        let Some(f) = self.held.take() else {
             return Ok(());
         };
-        let mut ops = Operands {
+        let ops = Operands {
             a: (&f.w.0, f.w.1),
             b: (&f.x.0, f.x.1),
             bias: Some((&f.bias, f.p.m, Axis::Rows)),
             c: (&f.y.0, f.y.1),
             splits: 1,
-            act: None,
+            act,
         };
-        let fwd = if act.is_some() && splits(&f.p) == 1 {
-            ops.act = act;
-            vec![Command::Run(self.gpu.matmul_dispatch::<T>(&f.p, &ops)?)]
-        } else {
-            self.product(f.p, &ops)?
-        };
+        let fwd = self.product(f.p, &ops)?;
         self.forward.extend(fwd);
         Ok(())
     }
@@ -417,7 +416,7 @@ impl<T: Real> Builder<'_, T> {
         };
         let y_len = mul("output", kernel.out, cols)?;
         // Recorded when the next layer is known: an activation fuses into it.
-        self.pending = Some(Pending {
+        self.held = Some(Held {
             p: Product::row_major(kernel.out, rows, cols),
             w: (w.clone(), kernel.weight.len()),
             x: (b_buf.clone(), b_len),
@@ -565,8 +564,9 @@ impl<T: Real> Builder<'_, T> {
             ActKind::Identity => 3,
         };
         let params = [phi, u(len)?, u(plane)?];
-        if self.pending.as_ref().is_some_and(|f| splits(&f.p) == 1) {
-            // x is the output of the product before: y comes out of that product's pass.
+        if self.held.is_some() {
+            // x is the output of the product before (every other layer records it): y
+            // comes out of that product's pass.
             self.flush(Some(Fused {
                 kind: phi,
                 a: (&a, s.c),
@@ -768,7 +768,7 @@ impl<T: Real> Trainer<T> {
             forward: Vec::new(),
             backward: Vec::new(),
             ones: None,
-            pending: None,
+            held: None,
             real: PhantomData,
         };
         let shape = self.net.input_shape();
@@ -856,7 +856,7 @@ impl<T: Real> Trainer<T> {
             step.extend_from_slice(bytemuck::bytes_of(&T::of_f64(v)));
         }
         step.extend_from_slice(&(self.written.len() as u32).to_ne_bytes());
-        step.resize(step.capacity(), 0);
+        step.resize(STEP_VALUES as usize * size_of::<T>(), 0);
         // Samples are row-major (s, c, p) on the host and channel-major (c, s, p) here.
         let plane = shape.h * shape.w;
         let mut cm = vec![T::zero(); x.data.len()];
@@ -1036,7 +1036,7 @@ impl<T: Real> Trainer<T> {
         Ok([&plan.forward, &plan.backward, &plan.update]
             .iter()
             .flat_map(|c| c.iter())
-            .filter(|c| matches!(c, Command::Run(_)))
+            .filter(|c| matches!(c, Command::Run(d) if d.groups.0 * d.groups.1 * d.groups.2 > 0))
             .count())
     }
 

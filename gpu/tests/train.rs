@@ -97,6 +97,17 @@ fn parallel_net(rng: &mut Rng) -> Network<f32> {
     Network::new(Shape::flat(5), layers).expect("a valid network")
 }
 
+/// A first layer whose product is split along its long k (600 inputs, one output tile),
+/// with an activation after it: the activation runs where the parts are summed.
+fn split_net(rng: &mut Rng) -> Network<f32> {
+    let layers = vec![
+        Layer::Dense(kernel(4, 600, 1, rng)),
+        act(ActKind::Tanh, 4, rng),
+        Layer::Dense(kernel(3, 4, 1, rng)),
+    ];
+    Network::new(Shape::flat(600), layers).expect("a valid network")
+}
+
 fn batch<T: Scalar>(net: &Network<T>, n: usize, rng: &mut Rng) -> (Tensor<T>, Vec<usize>) {
     let shape = net.input_shape();
     let x = Tensor::new(n, shape, values(rng, n * shape.len())).expect("sizes agree");
@@ -153,6 +164,7 @@ fn gradients_match<T: Real>(gpu: &Gpu, tol: f64) {
     for (name, net, n) in [
         ("conv", conv_net(&mut rng).cast::<T>(), 6),
         ("parallel", parallel_net(&mut rng).cast::<T>(), 9),
+        ("split", split_net(&mut rng).cast::<T>(), 5),
     ] {
         let (x, y) = batch(&net, n, &mut rng);
         let (logits, trace) = net.forward_trace(&x).expect("forward");
@@ -201,6 +213,7 @@ fn steps_match<T: Real>(gpu: &Gpu, tol: f64) {
             0.9,
         ),
         ("conv, plain SGD", conv_net(&mut rng).cast::<T>(), 0.0),
+        ("split, momentum", split_net(&mut rng).cast::<T>(), 0.9),
     ] {
         let batches: Vec<_> = (0..10).map(|i| batch(&net, 4 + i % 3, &mut rng)).collect();
         let mut cpu = net.clone();

@@ -1,9 +1,13 @@
-// Layout changes and sums of activations.
-// Parameters: 0 C, 1 N, 2 plane (H W), 3 values, 4 parts (sum_splits).
+// Layout changes and sums of activations (phi.wgsl prepended).
+// Parameters: 0 C, 1 N, 2 plane (H W), 3 values; sum_splits: 4 parts, 5 activation (0 none,
+// else 1 + phi's kind), 6 columns of the product.
 
 @group(0) @binding(1) var<storage, read_write> src: array<real>;
 @group(0) @binding(2) var<storage, read_write> dst: array<real>;
+// The second summand (add); `a` per row (sum_splits with an activation).
 @group(0) @binding(3) var<storage, read_write> other: array<real>;
+// The activation's output (sum_splits with an activation).
+@group(0) @binding(4) var<storage, read_write> act_y: array<real>;
 
 // Flatten: (c, s, p) at (c N + s) plane + p becomes feature c plane + p of sample s, at
 // (c plane + p) N + s.
@@ -60,7 +64,8 @@ fn accumulate(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) gro
 }
 
 // dst = the sum of the `parts` blocks of `values` values in src, in block order (the partial
-// products of a product split along k).
+// products of a product split along k); with an activation, also act_y = the P-activation
+// of dst with `a` per row (the product's epilogue, as in matmul.wgsl).
 @compute @workgroup_size(256)
 fn sum_splits(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
               @builtin(local_invocation_index) local: u32) {
@@ -74,4 +79,7 @@ fn sum_splits(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) gro
         acc += src[part * len + i];
     }
     dst[i] = acc;
+    if (param(5u) != 0u) {
+        act_y[i] = p_act(param(5u) - 1u, other[i / param(6u)], acc);
+    }
 }

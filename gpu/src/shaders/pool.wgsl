@@ -77,13 +77,14 @@ fn max_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) gr
     }
     let w = param(2u);
     let o = output(i);
-    // Windows are never empty: the first value starts the search.
+    // Windows are never empty: the first value starts the search; a NaN there gives way to
+    // the first number, as NaNs do on the CPU (f32::max).
     var at = o.win.y0 * w + o.win.x0;
     var best = src[o.base + at];
     for (var y = o.win.y0; y < o.win.y1; y++) {
         for (var x = o.win.x0; x < o.win.x1; x++) {
             let v = src[o.base + y * w + x];
-            if (v > best) {
+            if (v > best || best != best) {
                 best = v;
                 at = y * w + x;
             }

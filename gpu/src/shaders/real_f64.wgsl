@@ -26,8 +26,9 @@ fn expm1_small(r: real) -> real {
 }
 
 // e^v: v = k ln 2 + r with |r| <= ln 2 / 2 (Cody and Waite's two-part ln 2, whose high
-// part times any k here is exact), e^r = 1 + expm1_small(r), scaled by 2^k. Clamped to
-// [-745, 709]: 0 and f64's largest powers beyond.
+// part times any k here is exact), e^r = 1 + expm1_small(r), scaled by 2^k. v is clamped
+// to [-745, 709]: below, the result is about 2^-1074 (or 0 where subnormals flush); above,
+// e^709 instead of infinity.
 fn exp_r(v: real) -> real {
     let x = clamp(v, -745.0, 709.0);
     let k = round(x * 1.44269504088896338700);

@@ -1,6 +1,7 @@
 // SGD with momentum and weight decay, Caffe's update as on the CPU:
 // v = m v + lr (g + wd w), w -= v; P-activations' `a` is clamped to [0, 1] after.
-// Every parameter tensor in one dispatch: weights, then biases, then `a`, in one buffer.
+// Every parameter tensor in one dispatch: the values, gradients and velocities are three
+// buffers laid out alike, weights first, then biases, then `a`.
 // Parameters: 0 values, 1 where the weights (which alone take weight decay) end, 2 where the
 // biases end.
 

@@ -71,7 +71,8 @@ pub struct OptArgs {
     /// Threads per training step (0: one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// Where to train: `cpu`, or `gpu` (Vulkan, Metal or DX12 through wgpu; f32 models).
+    /// Where to train: `cpu`, or `gpu` (Vulkan, Metal or DX12 through wgpu; f64 models on
+    /// Vulkan adapters with 64-bit floats).
     #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
     pub device: DeviceKind,
     /// With `--device gpu`: the adapter, by its index or a part of its name (an unknown one
