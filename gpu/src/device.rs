@@ -233,7 +233,8 @@ impl Gpu {
         }
         if !self.supports::<T>() {
             return Err(GpuError::Unsupported(format!(
-                "{} has no {} kernels (it lacks {:?}); use f32 or the CPU",
+                "{} has no {} kernels (they need a Vulkan adapter with {:?}); use f32 or \
+                 the CPU",
                 self.name,
                 T::NAME,
                 T::FEATURES

@@ -21,7 +21,7 @@ pub enum GpuError {
     Shape(String),
     /// The GPU reported an error while running (validation, out of memory, device lost).
     Device(String),
-    /// The adapter lacks a feature the work needs (f64 kernels without SHADER_F64).
+    /// The adapter lacks a feature the work needs (f64 kernels need Vulkan and SHADER_F64).
     Unsupported(String),
 }
 

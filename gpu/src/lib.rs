@@ -11,7 +11,7 @@
 //!   (to morph, save or upload again);
 //! - [`Gpu::matmul`]: the tiled matrix product the layers are built on;
 //! - [`memory`]: the GPU memory a run will take, from the network's shapes alone;
-//! - [`Real`]: the kernels run in f32 on every adapter and in f64 where the adapter has
+//! - [`Real`]: the kernels run in f32 on every adapter and in f64 on Vulkan adapters with
 //!   `SHADER_F64` ([`Gpu::supports`]), for checks against the CPU to f64 precision.
 //!
 //! `docs/gpu.md` in the repository gives the design, the checks and the measurements.

@@ -1,4 +1,4 @@
-//! The scalar types the kernels run in: f32 on every adapter, f64 on adapters with
+//! The scalar types the kernels run in: f32 on every adapter, f64 on Vulkan adapters with
 //! [`wgpu::Features::SHADER_F64`] (for checks against the CPU to f64 precision; GPUs run it
 //! far slower than f32). Every shader is written once over the alias `real`, and the
 //! type's prelude (`shaders/real_f32.wgsl`, `shaders/real_f64.wgsl`) is prepended: it

@@ -52,10 +52,10 @@ pub fn supports_or_skip<T: Real>(gpu: &Gpu, test: &str) -> bool {
     }
     assert!(
         !in_ci(),
-        "{test}: CI=true needs {} kernels, and {} lacks {:?}",
+        "{test}: CI=true needs {} kernels (Vulkan with {:?}), and {} has none",
         T::NAME,
-        gpu.name(),
-        T::FEATURES
+        T::FEATURES,
+        gpu.name()
     );
     eprintln!("{test}: skipped, {} has no {} kernels", gpu.name(), T::NAME);
     false
