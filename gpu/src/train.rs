@@ -1027,7 +1027,8 @@ impl<T: Real> Trainer<T> {
     }
 
     /// Kernel dispatches in one training step on batches of `n` (builds that batch size's
-    /// plan); each is a launch on the GPU, which small networks are bound by.
+    /// plan, which may replace one of the two kept); each is a launch on the GPU, which
+    /// small networks are bound by.
     ///
     /// # Errors
     /// As [`Trainer::step`].
