@@ -297,26 +297,6 @@ impl Reported {
 pub fn fit_on<T: Scalar, E: Engine<T>>(
     engine: &mut E,
     net: &mut Network<T>,
-    data: (&Dataset, &Dataset),
-    config: &FitConfig,
-    state: &mut TrainState<T>,
-    stop: &AtomicBool,
-    progress: impl FnMut(usize, usize, usize, f64),
-    on_epoch: impl FnMut(&EpochStats),
-) -> Result<(Vec<EpochStats>, Outcome), TrainError> {
-    let at_start = (state.epoch, state.step, state.loss_sum);
-    let result = run_epochs(engine, net, data, config, state, stop, progress, on_epoch);
-    if result.is_err() && !E::IN_PLACE {
-        (state.epoch, state.step, state.loss_sum) = at_start;
-    }
-    result
-}
-
-/// [`fit_on`]'s loop.
-#[allow(clippy::too_many_arguments)]
-fn run_epochs<T: Scalar>(
-    engine: &mut impl Engine<T>,
-    net: &mut Network<T>,
     (train, test): (&Dataset, &Dataset),
     config: &FitConfig,
     state: &mut TrainState<T>,
@@ -324,68 +304,77 @@ fn run_epochs<T: Scalar>(
     mut progress: impl FnMut(usize, usize, usize, f64),
     mut on_epoch: impl FnMut(&EpochStats),
 ) -> Result<(Vec<EpochStats>, Outcome), TrainError> {
-    // Grown per epoch: `epochs` is the user's number and may be huge.
-    let mut stats = Vec::new();
-    let batch = config.batch.max(1);
-    let steps = train.y.len().div_ceil(batch);
-    engine.start(net, &state.sgd)?;
-    // Steps already taken in this epoch (a resumed run) count with the loss sum they have.
-    let mut reported = Reported {
-        waiting: VecDeque::new(),
-        samples: state.step.saturating_mul(batch).min(train.y.len()),
-    };
-    while state.epoch < config.epochs {
-        let epoch = state.epoch + 1;
-        let start = Instant::now();
-        let order = Rng::seed(derived_seed(config.seed, epoch, None)).permutation(train.y.len());
-        let mut images = 0usize;
-        for (done, chunk) in order.chunks(batch).enumerate().skip(state.step) {
-            if stop.load(Ordering::Relaxed) {
-                reported.absorb(engine.losses()?, state)?;
-                engine.finish(net, &mut state.sgd)?;
-                return Ok((stats, Outcome::Interrupted));
-            }
-            let (mut x, y) = train.batch(chunk);
-            if let Some(aug) = config.augment {
-                let mut rng = Rng::seed(derived_seed(config.seed, epoch, Some(done)));
-                augment(&mut x, aug, &mut rng);
-            }
-            reported.waiting.push_back(chunk.len());
-            let losses = engine.step(net, &mut state.sgd, &x, &y)?;
-            reported.absorb(losses, state)?;
-            state.step = done + 1;
-            images += chunk.len();
-            let known = reported.samples;
-            progress(
-                epoch,
-                done + 1,
-                steps,
-                if known == 0 {
-                    f64::NAN
-                } else {
-                    state.loss_sum / known as f64
-                },
-            );
-        }
-        reported.absorb(engine.losses()?, state)?;
-        let seconds = start.elapsed().as_secs_f64();
-        let (test_loss, test_accuracy) = engine.evaluate(net, test)?;
-        let s = EpochStats {
-            epoch,
-            train_loss: state.loss_sum / train.y.len().max(1) as f64,
-            test_loss,
-            test_accuracy,
-            images_per_second: images as f64 / seconds.max(1e-9),
+    let at_start = (state.epoch, state.step, state.loss_sum);
+    // The loop, as a closure called once: an error from any of its steps comes here first.
+    let result = (|| -> Result<(Vec<EpochStats>, Outcome), TrainError> {
+        // Grown per epoch: `epochs` is the user's number and may be huge.
+        let mut stats = Vec::new();
+        let batch = config.batch.max(1);
+        let steps = train.y.len().div_ceil(batch);
+        engine.start(net, &state.sgd)?;
+        // Steps already taken in this epoch (a resumed run) count with the loss sum they have.
+        let mut reported = Reported {
+            waiting: VecDeque::new(),
+            samples: state.step.saturating_mul(batch).min(train.y.len()),
         };
-        state.epoch = epoch;
-        state.step = 0;
-        state.loss_sum = 0.0;
-        reported.samples = 0;
-        on_epoch(&s);
-        stats.push(s);
+        while state.epoch < config.epochs {
+            let epoch = state.epoch + 1;
+            let start = Instant::now();
+            let order =
+                Rng::seed(derived_seed(config.seed, epoch, None)).permutation(train.y.len());
+            let mut images = 0usize;
+            for (done, chunk) in order.chunks(batch).enumerate().skip(state.step) {
+                if stop.load(Ordering::Relaxed) {
+                    reported.absorb(engine.losses()?, state)?;
+                    engine.finish(net, &mut state.sgd)?;
+                    return Ok((stats, Outcome::Interrupted));
+                }
+                let (mut x, y) = train.batch(chunk);
+                if let Some(aug) = config.augment {
+                    let mut rng = Rng::seed(derived_seed(config.seed, epoch, Some(done)));
+                    augment(&mut x, aug, &mut rng);
+                }
+                reported.waiting.push_back(chunk.len());
+                let losses = engine.step(net, &mut state.sgd, &x, &y)?;
+                reported.absorb(losses, state)?;
+                state.step = done + 1;
+                images += chunk.len();
+                let known = reported.samples;
+                progress(
+                    epoch,
+                    done + 1,
+                    steps,
+                    if known == 0 {
+                        f64::NAN
+                    } else {
+                        state.loss_sum / known as f64
+                    },
+                );
+            }
+            reported.absorb(engine.losses()?, state)?;
+            let seconds = start.elapsed().as_secs_f64();
+            let (test_loss, test_accuracy) = engine.evaluate(net, test)?;
+            let s = EpochStats {
+                epoch,
+                train_loss: state.loss_sum / train.y.len().max(1) as f64,
+                test_loss,
+                test_accuracy,
+                images_per_second: images as f64 / seconds.max(1e-9),
+            };
+            state.epoch = epoch;
+            state.step = 0;
+            state.loss_sum = 0.0;
+            reported.samples = 0;
+            on_epoch(&s);
+            stats.push(s);
+        }
+        engine.finish(net, &mut state.sgd)?;
+        Ok((stats, Outcome::Finished))
+    })();
+    if result.is_err() && !E::IN_PLACE {
+        (state.epoch, state.step, state.loss_sum) = at_start;
     }
-    engine.finish(net, &mut state.sgd)?;
-    Ok((stats, Outcome::Finished))
+    result
 }
 
 /// Mean loss, mean gradients and sample count of one part of a batch.
